@@ -1,0 +1,119 @@
+"""`AniraConfig`: one config class for ANIRA-E, ANIRA-O and both baselines.
+
+The model is Prelude (P Llama layers) -> one shared recurrent Llama block applied up to D times ->
+Coda (C Llama layers) -> RMSNorm -> LM head (paper §3.1, Eqs. 1-2). The fields Llama's own modules
+read (`hidden_size`, `num_attention_heads`, `rope_parameters`, ...) keep Llama's names, so
+`LlamaDecoderLayer` and `LlamaRotaryEmbedding` are built straight from this config.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+DECIDERS = ("early", "online", "none")
+DEPTH_RULES = ("mode", "median", "threshold", "mean")
+
+
+@strict
+class AniraConfig(PreTrainedConfig):
+    r"""Configuration of an ANIRA model (Table 5 names in brackets).
+
+    decider: "early" (ANIRA-E: depth distribution from the Prelude output), "online" (ANIRA-O:
+        halting probability after each iteration) or "none" (fixed depth D baseline).
+    recurrent: False gives the non-recurrent baseline: D untied blocks instead of one shared block.
+    max_depth [D]: iterations of the recurrent block (or untied blocks when recurrent=False).
+    prelude_layers [P], coda_layers [C]: Llama layers before and after the recurrent core.
+    decider_intermediate_size: width I of the decider FFN (defaults to `intermediate_size`).
+    kl_beta [β], prior_lambda [λ]: weight of KL(q_t || p_λ) and rate of the truncated exponential
+        prior p_λ(d) ∝ exp(-λ d), d = 1..D (Eqs. 3-4).
+    gumbel_temperature: temperature of the straight-through Gumbel-softmax (ANIRA-E, Eq. 6).
+    depth_rule: inference depth rule, one of "mode", "median", "threshold" (CDF >= halt_threshold,
+        Eq. 7 with u = τ), "mean" (rounded expected depth). None picks the paper's choice:
+        "mode" for ANIRA-E, "median" for ANIRA-O.
+    halt_threshold [τ]: CDF threshold of the "threshold" rule.
+    """
+
+    model_type = "anira"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    vocab_size: int = 64
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    prelude_layers: int = 1
+    max_depth: int = 4
+    coda_layers: int = 1
+    recurrent: bool = True
+    decider: str = "early"
+    decider_intermediate_size: int | None = None
+    kl_beta: float = 0.1
+    prior_lambda: float = 1.0
+    gumbel_temperature: float = 1.0
+    depth_rule: str | None = None
+    halt_threshold: float = 0.5
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+    rms_norm_eps: float = 1e-6
+    rope_parameters: dict | None = None
+    attention_bias: bool = False
+    attention_dropout: float = 0.0
+    mlp_bias: bool = False
+    use_cache: bool = False
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        if self.head_dim is None and self.num_attention_heads:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.decider_intermediate_size is None:
+            self.decider_intermediate_size = self.intermediate_size
+        if self.rope_parameters is None:
+            self.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+        super().__post_init__(**kwargs)
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def num_hidden_layers(self) -> int:
+        """Layer slots of one full-depth forward pass: P + D + C (KV-cache slots, FLOP count)."""
+        return self.prelude_layers + self.max_depth + self.coda_layers
+
+    @property
+    def resolved_depth_rule(self) -> str:
+        if self.depth_rule is not None:
+            return self.depth_rule
+        return "median" if self.decider == "online" else "mode"
+
+    def validate_architecture(self):
+        """Reject knobs outside their range with a message that names the field and the fix."""
+        if self.decider not in DECIDERS:
+            raise ValueError(f"decider={self.decider!r} is unknown; use one of {DECIDERS} "
+                             "('early' = ANIRA-E, 'online' = ANIRA-O, 'none' = fixed depth).")
+        if self.max_depth < 1:
+            raise ValueError(f"max_depth (D) must be >= 1, got {self.max_depth}.")
+        for name in ("prelude_layers", "coda_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.kl_beta < 0:
+            raise ValueError(f"kl_beta (β) must be >= 0, got {self.kl_beta}; β=0 disables the KL term.")
+        if self.prior_lambda < 0:
+            raise ValueError(f"prior_lambda (λ) must be >= 0, got {self.prior_lambda}; λ=0 is a uniform prior.")
+        if self.gumbel_temperature <= 0:
+            raise ValueError(f"gumbel_temperature must be > 0, got {self.gumbel_temperature}.")
+        if self.depth_rule is not None and self.depth_rule not in DEPTH_RULES:
+            raise ValueError(f"depth_rule={self.depth_rule!r} is unknown; use one of {DEPTH_RULES} or None.")
+        if not 0.0 < self.halt_threshold <= 1.0:
+            raise ValueError(f"halt_threshold (τ) must lie in (0, 1], got {self.halt_threshold}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of "
+                             f"num_attention_heads={self.num_attention_heads}.")
+
+
+__all__ = ["AniraConfig", "DECIDERS", "DEPTH_RULES"]

@@ -1,0 +1,129 @@
+"""Depth deciders and the math around them (paper §3.1-3.2, Eqs. 3-7).
+
+Shapes: B batch, T tokens, D max depth. Depths are 1-based (1..D) everywhere in this library.
+A "distribution" is `log_q` of shape (B, T, D), log q(d | x_t) for d = 1..D.
+
+- `DeciderFFN`: LayerNorm -> Linear(H->I, no bias) -> SiLU -> Linear(I->out, bias) (§3.1 footnote).
+- ANIRA-E: `early_log_q` turns D logits (centred) into log q. Training samples with
+  `straight_through_gumbel` (Eq. 6); inference takes the mode.
+- ANIRA-O: halting logits a_i after iteration i give λ_i = σ(a_i) and
+  q(i) = λ_i Π_{j<i} (1-λ_j), the rest of the mass on D (`online_log_q`). Training samples by
+  inverse CDF, d = min{d : CDF(d) >= u}, u ~ U(0,1), straight through (Eq. 7); inference uses u = τ.
+- `kl_to_prior`: KL(q_t || p_λ) with p_λ(d) ∝ exp(-λ d) normalised over d = 1..D (Eq. 4).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DeciderFFN(nn.Module):
+    """FFN decider head: (..., H) -> (..., out). Same shape as the model's FFNs (width I)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, out_features: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, elementwise_affine=True)
+        self.up = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.act = nn.SiLU()
+        self.down = nn.Linear(intermediate_size, out_features, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(self.norm(x))))
+
+
+# ---------------------------------------------------------------------------------------------
+# distributions
+# ---------------------------------------------------------------------------------------------
+def early_log_q(logits: torch.Tensor) -> torch.Tensor:
+    """ANIRA-E: (B, T, D) logits -> (B, T, D) log q, logits centred by their mean first (§3.1)."""
+    centred = logits - logits.mean(dim=-1, keepdim=True)
+    return torch.log_softmax(centred.float(), dim=-1)
+
+
+def online_log_q(halt_logits: torch.Tensor) -> torch.Tensor:
+    """ANIRA-O: (B, T, D-1) halting logits a_1..a_{D-1} -> (B, T, D) log q (§3.1).
+
+    log q(i) = log σ(a_i) + Σ_{j<i} log σ(-a_j) for i < D, and log q(D) = Σ_{j<D} log σ(-a_j).
+    Computed in log space, so no mass is lost to underflow.
+    """
+    a = halt_logits.float()
+    log_halt = F.logsigmoid(a)
+    log_go_on = F.logsigmoid(-a)
+    survive_before = torch.cumsum(log_go_on, dim=-1) - log_go_on  # Σ_{j<i} log(1-λ_j)
+    last = log_go_on.sum(dim=-1, keepdim=True)
+    return torch.cat([log_halt + survive_before, last], dim=-1)
+
+
+def log_prior(max_depth: int, rate: float, device=None) -> torch.Tensor:
+    """(D,) log p_λ(d) for d = 1..D, p_λ(d) ∝ exp(-λ d), normalised over the truncated support."""
+    d = torch.arange(1, max_depth + 1, dtype=torch.float32, device=device)
+    return torch.log_softmax(-rate * d, dim=0)
+
+
+def kl_to_prior(log_q: torch.Tensor, rate: float) -> torch.Tensor:
+    """(B, T, D) log q -> (B, T) KL(q_t || p_λ) = Σ_d q(d) [log q(d) - log p_λ(d)] (Eq. 4)."""
+    lp = log_prior(log_q.shape[-1], rate, device=log_q.device)
+    q = log_q.exp()
+    return (q * (log_q - lp)).sum(dim=-1)
+
+
+def expected_depth(log_q: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) log q -> (B, T) E_q[d] = Σ_d d q(d)."""
+    d = torch.arange(1, log_q.shape[-1] + 1, dtype=log_q.dtype, device=log_q.device)
+    return (log_q.exp() * d).sum(dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# depth choice
+# ---------------------------------------------------------------------------------------------
+def straight_through_gumbel(log_q: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Eq. 6: (B, T, D) log q -> (B, T, D) one-hot sample with the Gumbel-softmax gradient
+    (PyTorch's `gumbel_softmax(hard=True)`, i.e. one_hot + soft - soft.detach())."""
+    return F.gumbel_softmax(log_q, tau=temperature, hard=True, dim=-1)
+
+
+def depth_from_cdf(log_q: torch.Tensor, u: torch.Tensor | float) -> torch.Tensor:
+    """Eq. 7: d = min{d : CDF(d) >= u}, D if never crossed. (B, T, D), u (B, T) or float -> (B, T) long."""
+    cdf = torch.cumsum(log_q.exp(), dim=-1)
+    if not torch.is_tensor(u):
+        u = torch.full(cdf.shape[:-1], float(u), device=cdf.device, dtype=cdf.dtype)
+    crossed = cdf >= u.unsqueeze(-1)
+    crossed[..., -1] = True
+    return crossed.float().argmax(dim=-1) + 1
+
+
+def straight_through_one_hot(depth: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """One-hot of (B, T) depths with the gradient of q (straight-through estimator, Bengio 2013)."""
+    q = log_q.exp()
+    hard = F.one_hot(depth - 1, log_q.shape[-1]).to(q.dtype)
+    return hard + q - q.detach()
+
+
+def select_depth(log_q: torch.Tensor, rule: str, threshold: float = 0.5) -> torch.Tensor:
+    """Deterministic inference depth, (B, T, D) log q -> (B, T) long in 1..D (§3.2.3, A.5)."""
+    if rule == "mode":
+        return log_q.argmax(dim=-1) + 1
+    if rule == "median":
+        return depth_from_cdf(log_q, 0.5)
+    if rule == "threshold":
+        return depth_from_cdf(log_q, threshold)
+    if rule == "mean":
+        return expected_depth(log_q).round().long().clamp(1, log_q.shape[-1])
+    raise ValueError(f"depth rule {rule!r} is unknown; use 'mode', 'median', 'threshold' or 'mean'.")
+
+
+def survival_from_one_hot(y: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) (straight-through) one-hot of the exit depth -> (B, T, D) m_i = Σ_{d>=i} y_d.
+
+    m_i = 1 iff the token is still active at iteration i (Eq. 5); gradients flow to y.
+    """
+    return torch.flip(torch.cumsum(torch.flip(y, dims=[-1]), dim=-1), dims=[-1])
+
+
+__all__ = [
+    "DeciderFFN", "early_log_q", "online_log_q", "log_prior", "kl_to_prior", "expected_depth",
+    "straight_through_gumbel", "depth_from_cdf", "straight_through_one_hot", "select_depth",
+    "survival_from_one_hot",
+]

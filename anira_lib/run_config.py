@@ -1,0 +1,144 @@
+"""`TrainConfig`: the flat set of literals one training run is (a papermill `parameters` cell,
+a YAML file under `configs/`, or `key=value` overrides on the command line).
+
+Unknown keys are errors that name the closest valid key; values are type-checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .configuration import AniraConfig
+
+
+@dataclass
+class TrainConfig:
+    # task
+    task: str = "mano"
+    task_args: dict = field(default_factory=dict)  # the task's knobs, e.g. {"max_ops": 8}
+    # model (AniraConfig fields; Table 5 names: D = max_depth, P/C = prelude/coda_layers)
+    decider: str = "early"
+    recurrent: bool = True
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_attention_heads: int = 4
+    prelude_layers: int = 1
+    max_depth: int = 6
+    coda_layers: int = 1
+    decider_intermediate_size: int | None = None
+    kl_beta: float = 0.1
+    prior_lambda: float = 1.0
+    gumbel_temperature: float = 1.0
+    # optimisation (AdamW, linear warm-up then constant LR, gradient clipping)
+    steps: int = 1000
+    batch_size: int = 128  # global: split evenly across DDP ranks
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    # machinery
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "float32" | "bfloat16"
+    compile: bool = False
+    out_dir: str = "runs/mano"
+    log_every: int = 25
+    checkpoint_every: int = 250
+    keep_checkpoints: bool = False  # also keep a model snapshot per checkpoint (training dynamics)
+    tensorboard: bool = False
+    progress: bool = True
+
+    MODEL_FIELDS = ("decider", "recurrent", "hidden_size", "intermediate_size", "num_attention_heads",
+                    "prelude_layers", "max_depth", "coda_layers", "decider_intermediate_size",
+                    "kl_beta", "prior_lambda", "gumbel_temperature")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "float" in str(f.type):
+                try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+                    setattr(self, f.name, float(value))
+                except ValueError:
+                    pass
+            _check_type(f.name, getattr(self, f.name), f.type)
+        positive = ("steps", "batch_size", "log_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}.")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("warmup_steps, grad_clip and weight_decay must be >= 0.")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype={self.dtype!r} is unknown; use 'auto', 'float32' or 'bfloat16'.")
+        self.model_config()  # model knobs: AniraConfig validates them and names the bad field
+
+    def model_config(self, vocab_size: int = 64, **extra) -> AniraConfig:
+        kw = {k: getattr(self, k) for k in self.MODEL_FIELDS}
+        return AniraConfig(vocab_size=vocab_size, **kw, **extra)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
+                raise ValueError(f"unknown key {key!r} in {source}; {hint}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | dict | None = None) -> "TrainConfig":
+        """Read a YAML/JSON file (optional), then apply `key=value` overrides (values parsed as YAML)."""
+        values: dict = {}
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {path} not found; the shipped ones are in configs/.")
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}.")
+            cls.from_dict(loaded, source=str(path))  # name the file in key errors
+            values.update(loaded)
+        if isinstance(overrides, dict):
+            values.update(overrides)
+        else:
+            for item in overrides or []:
+                if "=" not in item:
+                    raise ValueError(f"override {item!r} is not key=value (e.g. steps=500).")
+                key, raw = item.split("=", 1)
+                values[key.strip()] = yaml.safe_load(raw)
+        return cls.from_dict(values, source=str(path) if path else "overrides")
+
+
+def _check_type(name, value, annotation):
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"dict": dict, "int": int, "float": float, "str": str, "bool": bool})
+    args = typing.get_args(annotation)
+    options = args if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union \
+        else (annotation,)
+    for t in options:
+        if t is type(None) and value is None:
+            return
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if t not in (int, float, type(None)) and isinstance(value, t):
+            return
+    want = " or ".join(getattr(t, "__name__", str(t)) for t in options)
+    raise TypeError(f"{name} must be {want}, got {value!r} ({type(value).__name__}).")

@@ -1,0 +1,48 @@
+"""What every task shares: an `Example`, collation to padded tensors, deterministic RNG streams.
+
+A task is a sampler with a difficulty knob plus an independent checker. Training draws batch
+`step` of rank `rank` from its own RNG stream, so a run resumed at step k sees exactly the data an
+uninterrupted run would have seen (the data position is just the step number).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from ..model import IGNORE_INDEX
+
+
+@dataclass
+class Example:
+    """One sequence. `targets[i]` is True where token i is supervised (predicted from i-1)."""
+
+    tokens: list[int]
+    targets: list[bool]
+    knob: int
+    meta: dict = field(default_factory=dict)
+
+
+def rng_for(seed: int, *stream: int | str) -> random.Random:
+    """A `random.Random` for one stream (e.g. seed, rank, step): string seeding is stable across runs."""
+    return random.Random("-".join(str(s) for s in (seed, *stream)))
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example. Returns input_ids, attention_mask, labels (B, T) and knob (B,)."""
+    T = max(len(e.tokens) for e in examples)
+    B = len(examples)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    labels = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((B, T), dtype=torch.long)
+    for b, e in enumerate(examples):
+        n = len(e.tokens)
+        toks = torch.tensor(e.tokens, dtype=torch.long)
+        input_ids[b, :n] = toks
+        attention_mask[b, :n] = 1
+        sup = torch.tensor(e.targets, dtype=torch.bool)
+        labels[b, :n] = torch.where(sup, toks, torch.full_like(toks, IGNORE_INDEX))
+    knob = torch.tensor([e.knob for e in examples], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "knob": knob}

@@ -1,0 +1,247 @@
+"""Training loop: usable from a notebook (`train(cfg)`) and as `python -m anira_lib.train`.
+
+    python -m anira_lib.train --config configs/mano_tiny.yaml steps=2000 decider=online
+    torchrun --nproc_per_node 4 -m anira_lib.train --config configs/mano_paper.yaml
+
+AdamW, linear warm-up then constant LR, gradient clipping, bf16 autocast and optional
+`torch.compile` on GPU. DDP is picked up from torchrun's environment (WORLD_SIZE > 1): no launcher
+of our own. Rank 0 writes `out_dir/`: `train_config.yaml`, `metrics.jsonl` + `metrics.csv`,
+`checkpoint.pt` (model, optimizer, scheduler, RNG states, step; written atomically every
+`checkpoint_every` steps) and the final `model/` (save_pretrained). `--resume` continues from
+`checkpoint.pt` exactly: batch k of rank r is a pure function of (seed, r, k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm.auto import tqdm
+
+from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
+from .model import IGNORE_INDEX, AniraForCausalLM
+from .run_config import TrainConfig
+from .tasks import get_task
+
+METRIC_KEYS = ("step", "loss", "ce", "kl", "answer_acc", "answer_depth", "mean_depth", "lr",
+               "tokens_per_s", "elapsed_s")
+
+
+@dataclass
+class TrainResult:
+    model: AniraForCausalLM
+    task: object
+    metrics: list[dict] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} asked for, but no CUDA GPU is visible; use device=cpu.")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, dtype: str):
+    use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+
+def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
+    """A freshly initialised model for `task` (seeded by cfg.seed, identical on every rank)."""
+    torch.manual_seed(cfg.seed)
+    model_cfg = cfg.model_config(vocab_size=task.vocab_size, pad_token_id=task.pad_id,
+                                 max_position_embeddings=max(512, getattr(task, "max_len", 512)))
+    return AniraForCausalLM(model_cfg)
+
+
+def batch_metrics(out, batch) -> dict:
+    """Answer accuracy (argmax at supervised positions) and mean exit depths of one batch."""
+    labels = batch["labels"][:, 1:]
+    sup = labels != IGNORE_INDEX
+    pred = out.logits[:, :-1].argmax(-1)
+    depth = out.exit_depths.float()
+    return {
+        "answer_acc": (pred[sup] == labels[sup]).float().mean().item(),
+        "answer_depth": depth[:, :-1][sup].mean().item(),
+        "mean_depth": depth[batch["attention_mask"].bool()].mean().item(),
+    }
+
+
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+def _rng_state():
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume. Start without --resume "
+                                f"(or point out_dir at the run that wrote it).")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _write_metrics(out_dir: Path, rows: list[dict]):
+    atomic_write_text(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_KEYS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out_dir / "metrics.csv", buf.getvalue())
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train one model as `cfg` says; returns the (unwrapped) model, the task and the metrics."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} DDP processes.")
+    local_batch = cfg.batch_size // world
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+
+    task = get_task(cfg.task, seed=cfg.seed, **cfg.task_args)
+    out_dir = Path(cfg.out_dir)
+    ckpt = load_checkpoint(out_dir) if resume else None
+    if ckpt is not None and ckpt["config"] != cfg.to_dict():
+        changed = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
+        allowed = {"steps", "progress", "log_every", "checkpoint_every", "tensorboard"}
+        if set(changed) - allowed:
+            raise ValueError(f"--resume with a different config ({changed}); only {sorted(allowed)} may "
+                             "change when resuming. Use a new out_dir for a new run.")
+
+    model = build_model(cfg, task).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
+    metrics: list[dict] = []
+    start = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start = ckpt["step"]
+        metrics = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r["step"] <= start] \
+            if (out_dir / "metrics.jsonl").exists() else []
+        _set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+    else:
+        torch.manual_seed(cfg.seed * 1000 + rank)
+        random.seed(cfg.seed * 1000 + rank)
+
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    step_model = torch.compile(ddp_model) if cfg.compile else ddp_model
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    writer = None
+    if cfg.tensorboard and rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(out_dir / "tensorboard")
+
+    def save_checkpoint(step):
+        rng = [None] * world
+        if distributed:
+            dist.all_gather_object(rng, _rng_state())
+        else:
+            rng = [_rng_state()]
+        if rank == 0:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "rng": rng, "step": step,
+                               "config": cfg.to_dict()}, out_dir / "checkpoint.pt")
+            _write_metrics(out_dir, metrics)
+            if cfg.keep_checkpoints:
+                atomic_save_pretrained(model, out_dir / "checkpoints" / f"step_{step:07d}")
+
+    model.train()
+    t0, tokens = time.perf_counter(), 0
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (cfg.progress and rank == 0),
+               desc=f"train {cfg.task} {cfg.decider}")
+    for step in bar:
+        batch = {k: v.to(device) for k, v in task.train_batch(step, local_batch, rank).items()}
+        with autocast_for(device, cfg.dtype):
+            out = step_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             labels=batch["labels"])
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        tokens += int(batch["attention_mask"].sum()) * world
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            row = {"step": done, "loss": out.loss.item(), "ce": out.ce_loss.item(),
+                   "kl": out.kl_loss.item() if out.kl_loss is not None else 0.0,
+                   **batch_metrics(out, batch), "lr": sched.get_last_lr()[0],
+                   "tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
+                   "elapsed_s": time.perf_counter() - t0}
+            if not math.isfinite(row["loss"]):
+                raise FloatingPointError(f"loss became {row['loss']} at step {done}; lower lr "
+                                         f"(now {cfg.lr}) or raise warmup_steps.")
+            metrics.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['answer_acc']:.2f}",
+                            depth=f"{row['answer_depth']:.2f}")
+            if writer is not None:
+                for k, v in row.items():
+                    writer.add_scalar(k, v, done)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save_checkpoint(done)
+    bar.close()
+    if rank == 0:
+        atomic_save_pretrained(model, out_dir / "model")
+    if writer is not None:
+        writer.close()
+    if distributed:
+        dist.barrier()
+    model.eval()
+    return TrainResult(model=model, task=task, metrics=metrics, out_dir=out_dir)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML run config (see configs/)")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=500 decider=online")
+    args = p.parse_args(argv)
+    cfg = TrainConfig.load(args.config, args.overrides)
+    result = train(cfg, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0 and result.metrics:
+        last = result.metrics[-1]
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
