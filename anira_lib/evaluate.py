@@ -1,0 +1,78 @@
+"""Evaluation per knob value: accuracy and mean answer-token depth d̄ under the inference rule.
+
+"Answer-token depth" is the exit depth at the positions whose logits predict a supervised token
+(for MANO: the ANS tag, whose output is the answer) — the compute spent producing the answer.
+`dump_allocations` writes one JSON line per example with every token's exit depth, expected depth
+and exit distribution; the later analyses (Fig. 6, Table 2) read these files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
+
+from .io import atomic_write_jsonl
+from .model import IGNORE_INDEX
+from .tasks import collate
+
+
+@torch.no_grad()
+def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, halt_threshold=None):
+    """Forward `examples` in eval mode; yields one record per example (lists, JSON-ready)."""
+    model.eval()
+    device = next(model.parameters()).device
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        batch = collate(chunk, task.pad_id)
+        out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                    depth_rule=depth_rule, halt_threshold=halt_threshold)
+        pred = out.logits[:, :-1].argmax(-1).cpu()
+        labels = batch["labels"][:, 1:]
+        depths, exp_d, probs = out.exit_depths.cpu(), out.expected_depth.float().cpu(), out.exit_probs.float().cpu()
+        for b, ex in enumerate(chunk):
+            n = len(ex.tokens)
+            sup = (labels[b, : n - 1] != IGNORE_INDEX).nonzero().flatten()
+            predicted = pred[b, sup].tolist()
+            if hasattr(task, "check") and len(sup) == 1:
+                correct = task.check(ex, predicted[0])
+            else:
+                correct = predicted == labels[b, sup].tolist()
+            yield {
+                "knob": ex.knob, "tokens": ex.tokens, "predicted": predicted, "correct": bool(correct),
+                "answer_positions": sup.tolist(),
+                "answer_depth": float(depths[b, sup].float().mean()),
+                "exit_depths": depths[b, :n].tolist(),
+                "expected_depth": [round(x, 4) for x in exp_d[b, :n].tolist()],
+                "exit_probs": [[round(p, 4) for p in row] for row in probs[b, :n].tolist()],
+            }
+
+
+def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, batch_size: int = 256,
+                   depth_rule=None, halt_threshold=None, dump_path: str | Path | None = None,
+                   progress: bool = True) -> list[dict]:
+    """Rows {knob, n, accuracy, mean_depth, mean_expected_depth}, one per knob value.
+
+    mean_depth is d̄ on answer tokens with the inference depth rule (§5.3)."""
+    rows, dump = [], []
+    for k in tqdm(list(knobs), desc="evaluate", disable=not progress):
+        recs = list(run_examples(model, task, task.eval_examples(k, n_per_knob, seed), batch_size,
+                                 depth_rule, halt_threshold))
+        ans_exp = [np.mean([r["expected_depth"][p] for p in r["answer_positions"]]) for r in recs]
+        rows.append({"knob": k, "n": len(recs), "accuracy": float(np.mean([r["correct"] for r in recs])),
+                     "mean_depth": float(np.mean([r["answer_depth"] for r in recs])),
+                     "mean_expected_depth": float(np.mean(ans_exp))})
+        dump.extend(recs)
+    if dump_path is not None:
+        atomic_write_jsonl(dump_path, dump)
+    return rows
+
+
+def depth_trend(rows: list[dict]) -> float:
+    """Spearman correlation between the knob and d̄ across rows (NaN if d̄ is constant)."""
+    if len(rows) < 2:
+        return float("nan")
+    return float(spearmanr([r["knob"] for r in rows], [r["mean_depth"] for r in rows]).statistic)

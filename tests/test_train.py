@@ -1,0 +1,103 @@
+"""Trainer contracts: exact resume, strict configs, atomic outputs, DDP through torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from anira_lib.run_config import TrainConfig
+from anira_lib.train import load_checkpoint, main, train
+
+TINY = dict(task_args={"max_ops": 3, "modulus": 5}, hidden_size=32, intermediate_size=64,
+            num_attention_heads=4, max_depth=3, batch_size=16, steps=12, log_every=1,
+            checkpoint_every=6, warmup_steps=4, progress=False)
+
+
+def losses(out_dir):
+    return [json.loads(l)["loss"] for l in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("decider", ["early", "online"])
+def test_resume_reproduces_uninterrupted_loss_curve(tmp_path, decider):
+    full = TrainConfig.from_dict({**TINY, "decider": decider, "out_dir": str(tmp_path / "full")})
+    train(full)
+    part = TrainConfig.from_dict({**TINY, "decider": decider, "out_dir": str(tmp_path / "part"), "steps": 6})
+    train(part)
+    assert len(losses(tmp_path / "part")) == 6
+    resumed = TrainConfig.from_dict({**TINY, "decider": decider, "out_dir": str(tmp_path / "part")})
+    train(resumed, resume=True)
+    assert losses(tmp_path / "part") == losses(tmp_path / "full")  # bit-identical curve
+    a = load_checkpoint(tmp_path / "full")["model"]
+    b = load_checkpoint(tmp_path / "part")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_outputs_written(tmp_path):
+    cfg = TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "keep_checkpoints": True})
+    result = train(cfg)
+    for name in ("metrics.jsonl", "metrics.csv", "checkpoint.pt", "train_config.yaml", "model/config.json"):
+        assert (tmp_path / name).is_file(), name
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000006", "step_0000012"]
+    assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
+    assert result.metrics[-1]["step"] == 12
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("step,loss,ce,kl,answer_acc,answer_depth")
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    cfg = TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path / "nothing")})
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*Start without --resume"):
+        train(cfg, resume=True)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    train(TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "steps": 6}))
+    with pytest.raises(ValueError, match="different config"):
+        train(TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "lr": 0.5}), resume=True)
+
+
+def test_config_file_typo_and_types(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("steps: 10\nkl_bta: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown key 'kl_bta' in .*c.yaml; did you mean 'kl_beta'"):
+        TrainConfig.load(f)
+    f.write_text("steps: ten\n")
+    with pytest.raises(TypeError, match="steps must be int"):
+        TrainConfig.load(f)
+    f.write_text("lr: 1e-4\n")  # YAML 1.1 reads this as a string: accepted as the float it means
+    assert TrainConfig.load(f).lr == pytest.approx(1e-4)
+    with pytest.raises(FileNotFoundError, match="configs/"):
+        TrainConfig.load(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_load():
+    configs = sorted(Path("configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = TrainConfig.load(path)
+        assert cfg.steps >= 1
+
+
+def test_cli_runs(tmp_path, capsys):
+    main(["steps=3", "batch_size=8", "hidden_size=32", "intermediate_size=64", "progress=false",
+          "task_args={max_ops: 2, modulus: 5}", f"out_dir={tmp_path}"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["step"] == 3
+
+
+def test_ddp_two_processes_gloo_matches_layout(tmp_path):
+    """torchrun with 2 CPU processes (gloo): both ranks train, rank 0 writes, replicas stay equal."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "anira_lib.train", "steps=4", "batch_size=8", "hidden_size=32", "intermediate_size=64",
+           "progress=false", "checkpoint_every=2", "task_args={max_ops: 2, modulus: 5}", f"out_dir={tmp_path}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["step"] == 4 and len(ckpt["rng"]) == 2
+    assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # per-rank streams
+    assert (tmp_path / "model" / "model.safetensors").is_file()
