@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` (main job, small default) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: env demo test test-fast bench notebooks lab clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+## demo: trains ANIRA-E and ANIRA-O on MANO (CPU default), prints accuracy and d̄ per ℓ, writes figures/fig2_left_mano.png
+demo: env
+	$(PY) -m anira_lib.notebooks run 01_mano
+
+## test: the whole suite, notebooks executed with tiny parameters (what .ci/run calls)
+test: env
+	$(PY) -m pytest -q
+
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"
+
+bench: env
+	$(PY) benchmarks/train_throughput.py
+
+## notebooks: .ipynb copies of the jupytext sources, for JupyterLab (ignored by git)
+notebooks: env
+	$(PY) -m jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+
+lab: env
+	$(PY) -m pip install -q -e ".[lab]" && $(PY) -m jupyter lab notebooks/
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,128 @@
+"""Run the numbered notebooks headlessly: jupytext source -> ipynb -> papermill, with strict parameters.
+
+    python -m anira_lib.notebooks run 01_mano                       # tiny CPU defaults
+    python -m anira_lib.notebooks run 01_mano -f configs/notebooks/01_mano_paper.yaml
+    python -m anira_lib.notebooks run 01_mano -p steps=500
+    python -m anira_lib.notebooks list
+
+Notebooks live in `notebooks/` as jupytext py:percent files (committed without outputs). Executed
+copies land in `runs/notebooks/`. Papermill only warns about a parameter the notebook does not
+declare; here it is an error naming the declared ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+from pathlib import Path
+
+import yaml
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+RUN_DIR = Path("runs") / "notebooks"
+
+
+def find_notebook(name: str | Path) -> Path:
+    """'01_mano', '01_mano.py' or a path -> the jupytext source file."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidates = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    for c in candidates:
+        if c.stem == path.stem or c.stem.startswith(str(name)):
+            return c
+    raise FileNotFoundError(f"no notebook {name!r}; available: {[c.stem for c in candidates]}")
+
+
+def load_notebook(path: Path):
+    import jupytext
+
+    nb = jupytext.read(path)
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    return nb
+
+
+def declared_parameters(nb) -> dict:
+    """Names and default values assigned in the cell tagged `parameters` (literals only)."""
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"a notebook needs exactly one cell tagged 'parameters', found {len(cells)}.")
+    params = {}
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                params[t.id] = ast.literal_eval(node.value)
+    return params
+
+
+def check_parameters(given: dict, declared: dict, notebook: str) -> None:
+    for key, value in given.items():
+        if key not in declared:
+            close = difflib.get_close_matches(key, declared, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"declared: {sorted(declared)}"
+            raise ValueError(f"notebook {notebook} has no parameter {key!r}; {hint}")
+        default = declared[key]
+        if default is not None and value is not None and not isinstance(value, type(default)) \
+                and not (isinstance(default, float) and isinstance(value, int)):
+            raise TypeError(f"parameter {key!r} of {notebook} must be {type(default).__name__} "
+                            f"(default {default!r}), got {value!r}.")
+
+
+def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: str | Path = RUN_DIR,
+                 cwd: str | Path | None = None, progress: bool = False, timeout: int | None = None) -> Path:
+    """Execute a notebook with `parameters`; returns the executed .ipynb path (written atomically)."""
+    import nbformat
+    import papermill as pm
+
+    from .io import _tmp_beside
+
+    src = find_notebook(name)
+    nb = load_notebook(src)
+    parameters = dict(parameters or {})
+    check_parameters(parameters, declared_parameters(nb), src.stem)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    source_ipynb = output_dir / f"{src.stem}.source.ipynb"
+    nbformat.write(nb, source_ipynb)
+    out = output_dir / f"{src.stem}.ipynb"
+    tmp = _tmp_beside(out).with_suffix(".ipynb")
+    try:
+        pm.execute_notebook(str(source_ipynb), str(tmp), parameters=parameters, kernel_name="python3",
+                            cwd=str(cwd or Path.cwd()), progress_bar=progress, execution_timeout=timeout)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        source_ipynb.unlink(missing_ok=True)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Run anira notebooks headlessly with papermill.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute one notebook")
+    r.add_argument("notebook", help="e.g. 01_mano")
+    r.add_argument("-f", "--parameters-file", help="YAML file of parameters (e.g. paper scale)")
+    r.add_argument("-p", "--param", action="append", default=[], help="name=value (value parsed as YAML)")
+    r.add_argument("-o", "--output-dir", default=str(RUN_DIR))
+    sub.add_parser("list", help="list the notebooks and their parameters")
+    args = p.parse_args(argv)
+    if args.cmd == "list":
+        for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")):
+            print(path.stem, declared_parameters(load_notebook(path)))
+        return
+    params = {}
+    if args.parameters_file:
+        params.update(yaml.safe_load(Path(args.parameters_file).read_text()) or {})
+    for item in args.param:
+        if "=" not in item:
+            raise SystemExit(f"-p {item!r} is not name=value")
+        k, v = item.split("=", 1)
+        params[k] = yaml.safe_load(v)
+    out = run_notebook(args.notebook, params, args.output_dir, progress=True)
+    print(f"executed notebook: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Figures. Each takes plain rows (lists of dicts from `evaluate`) and writes a file under figures/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+VARIANT_STYLE = {"ANIRA-E": dict(color="tab:blue", marker="o"), "ANIRA-O": dict(color="tab:orange", marker="s"),
+                 "fixed-depth": dict(color="tab:gray", marker="^"), "non-recurrent": dict(color="tab:green", marker="v")}
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save atomically (write a sibling temp file, then rename)."""
+    from .io import _tmp_beside
+
+    path = Path(path)
+    tmp = _tmp_beside(path).with_suffix(path.suffix)
+    try:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str = "",
+                     train_max: int | None = None, path: str | Path | None = None):
+    """Accuracy (top) and answer-token d̄ (bottom) per knob value, one line per variant (Fig. 2 style).
+
+    results: {"ANIRA-E": rows, ...}, rows with keys knob, accuracy, mean_depth."""
+    fig, (ax_acc, ax_d) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True)
+    for name, rows in results.items():
+        style = VARIANT_STYLE.get(name, {})
+        knobs = [r["knob"] for r in rows]
+        ax_acc.plot(knobs, [100 * r["accuracy"] for r in rows], label=name, **style)
+        ax_d.plot(knobs, [r["mean_depth"] for r in rows], label=name, **style)
+    for ax in (ax_acc, ax_d):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if train_max is not None:
+            ax.axvline(train_max + 0.5, color="k", ls=":", lw=1)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_ylim(-2, 102)
+    ax_d.set_ylabel("mean depth d̄ (answer tokens)")
+    ax_d.set_xlabel(knob_label)
+    ax_acc.legend(loc="lower left")
+    if title:
+        ax_acc.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_token_depths(symbols: list[str], depths: list[float], max_depth: int, ax=None, title: str = ""):
+    """Bar chart of per-token depth along one sequence."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4, 0.35 * len(symbols)), 2.6))
+    ax.bar(range(len(symbols)), depths, color="tab:blue")
+    ax.set_xticks(range(len(symbols)))
+    ax.set_xticklabels(symbols, fontsize=8)
+    ax.set_ylim(0, max_depth + 0.5)
+    ax.set_ylabel("exit depth")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

@@ -1,0 +1,52 @@
+"""Interactive views for JupyterLab. The computing is in pure functions (tested); widgets only wire them.
+
+Exceptions inside ipywidgets callbacks are swallowed, so each view keeps its last result in
+`view.state` and notebooks/tests assert on it after changing a control.
+"""
+
+from __future__ import annotations
+
+
+def token_depth_table(record: dict, decode) -> list[dict]:
+    """One evaluated example -> rows {position, token, depth, expected_depth, answer} (pure)."""
+    symbols = decode(record["tokens"])
+    answer = set(record["answer_positions"])
+    return [{"position": i, "token": s, "depth": record["exit_depths"][i],
+             "expected_depth": record["expected_depth"][i], "answer": i in answer}
+            for i, s in enumerate(symbols)]
+
+
+def token_depth_view(records_by_variant: dict[str, list[dict]], decode, max_depth: int):
+    """Slider over examples, dropdown over variants; shows per-token exit depths as bars."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .plots import plot_token_depths
+
+    variants = list(records_by_variant)
+    n = min(len(r) for r in records_by_variant.values())
+    if n == 0:
+        raise ValueError("token_depth_view needs at least one evaluated record per variant.")
+    pick = w.IntSlider(value=0, min=0, max=n - 1, description="example")
+    variant = w.Dropdown(options=variants, value=variants[0], description="model")
+    out = w.Output()
+    box = w.VBox([w.HBox([variant, pick]), out])
+    box.state = {}
+
+    def render(_=None):
+        rec = records_by_variant[variant.value][pick.value]
+        table = token_depth_table(rec, decode)
+        with out:
+            out.clear_output(wait=True)
+            ax = plot_token_depths([r["token"] for r in table], [r["depth"] for r in table], max_depth,
+                                   title=f"{variant.value} · knob {rec['knob']} · "
+                                         f"{'correct' if rec['correct'] else 'wrong'}")
+            display(ax.figure)
+            plt.close(ax.figure)
+        box.state.update(variant=variant.value, index=pick.value, table=table)
+
+    pick.observe(render, names="value")
+    variant.observe(render, names="value")
+    render()
+    return box

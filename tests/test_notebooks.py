@@ -1,0 +1,55 @@
+"""Every numbered notebook runs headlessly (papermill) with tiny parameters; figures are real."""
+
+import json
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+
+from anira_lib.notebooks import NOTEBOOK_DIR, check_parameters, declared_parameters, load_notebook, run_notebook
+
+TINY = {
+    "01_mano": dict(steps=30, batch_size=32, eval_per_knob=16, max_ops=3, hidden_size=32, intermediate_size=64),
+}
+
+
+def test_every_notebook_has_tiny_parameters():
+    names = {p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")}
+    assert names == set(TINY), "add tiny parameters for each notebook to TINY"
+
+
+def assert_not_blank(png: Path):
+    img = mpimg.imread(png)
+    assert img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.05  # more than a blank canvas
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_notebook_runs_with_tiny_parameters(name, tmp_path):
+    params = {**TINY[name], "out_dir": str(tmp_path / "run"), "figure_dir": str(tmp_path / "figures")}
+    executed = run_notebook(name, params, output_dir=tmp_path / "executed", cwd=Path.cwd())
+    nb = json.loads(executed.read_text())
+    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    figures = list((tmp_path / "figures").glob("*.png"))
+    assert figures
+    for fig in figures:
+        assert_not_blank(fig)
+    if name == "01_mano":
+        summary = json.loads((tmp_path / "run" / "results.json").read_text())
+        assert set(summary) == {"ANIRA-E", "ANIRA-O"}
+        for rows in summary.values():
+            assert [r["knob"] for r in rows["rows"]] == [1, 2, 3]
+            assert all(1 <= r["mean_depth"] <= 6 and 0 <= r["accuracy"] <= 1 for r in rows["rows"])
+
+
+def test_unknown_or_mistyped_notebook_parameter_is_an_error():
+    declared = declared_parameters(load_notebook(NOTEBOOK_DIR / "01_mano.py"))
+    assert declared["max_ops"] == 4
+    with pytest.raises(ValueError, match="no parameter 'step'; did you mean 'steps'"):
+        check_parameters({"step": 5}, declared, "01_mano")
+    with pytest.raises(TypeError, match="must be int"):
+        check_parameters({"steps": "many"}, declared, "01_mano")
+    with pytest.raises(FileNotFoundError, match="available"):
+        run_notebook("99_nothing")
