@@ -32,6 +32,9 @@ class AniraConfig(PreTrainedConfig):
         Eq. 7 with u = τ), "mean" (rounded expected depth). None picks the paper's choice:
         "mode" for ANIRA-E, "median" for ANIRA-O.
     halt_threshold [τ]: CDF threshold of the "threshold" rule.
+    initial_depth: if set, the decider's output bias starts the exit distribution at this expected
+        depth (E: q(d) ∝ exp(s·d); O: one constant halting probability). Not in the paper; a way to
+        begin where its training dynamics go first (§6.3: compute rises towards D, then falls).
     """
 
     model_type = "anira"
@@ -54,6 +57,7 @@ class AniraConfig(PreTrainedConfig):
     gumbel_temperature: float = 1.0
     depth_rule: str | None = None
     halt_threshold: float = 0.5
+    initial_depth: float | None = None
     hidden_act: str = "silu"
     max_position_embeddings: int = 512
     initializer_range: float = 0.02
@@ -111,6 +115,9 @@ class AniraConfig(PreTrainedConfig):
             raise ValueError(f"depth_rule={self.depth_rule!r} is unknown; use one of {DEPTH_RULES} or None.")
         if not 0.0 < self.halt_threshold <= 1.0:
             raise ValueError(f"halt_threshold (τ) must lie in (0, 1], got {self.halt_threshold}.")
+        if self.initial_depth is not None and not 1.0 < self.initial_depth < self.max_depth:
+            raise ValueError(f"initial_depth must lie strictly between 1 and max_depth={self.max_depth}, "
+                             f"got {self.initial_depth}; None keeps the plain initialisation.")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of "
                              f"num_attention_heads={self.num_attention_heads}.")

@@ -28,6 +28,7 @@ class DeciderFFN(nn.Module):
         self.up = nn.Linear(hidden_size, intermediate_size, bias=False)
         self.act = nn.SiLU()
         self.down = nn.Linear(intermediate_size, out_features, bias=True)
+        self.down.is_decider_output = True  # AniraPreTrainedModel._init_weights may set its bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.act(self.up(self.norm(x))))
@@ -114,6 +115,32 @@ def select_depth(log_q: torch.Tensor, rule: str, threshold: float = 0.5) -> torc
     raise ValueError(f"depth rule {rule!r} is unknown; use 'mode', 'median', 'threshold' or 'mean'.")
 
 
+def bias_for_expected_depth(decider: str, max_depth: int, target: float) -> torch.Tensor:
+    """Output bias of the decider FFN whose exit distribution has E[d] = target (bisection).
+
+    "early": D logits s·d for d = 1..D. "online": one halting logit a, the same after every iteration.
+    """
+    def mean_depth(x: float) -> float:
+        if decider == "early":
+            lq = early_log_q(x * torch.arange(1, max_depth + 1, dtype=torch.float64))
+        else:
+            lq = online_log_q(torch.full((max_depth - 1,), x, dtype=torch.float64))
+        return expected_depth(lq).item()
+
+    lo, hi = -30.0, 30.0  # E[d] rises with s (early), falls with a (online)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        too_deep = mean_depth(mid) > target
+        if (decider == "early") == too_deep:
+            hi = mid
+        else:
+            lo = mid
+    x = (lo + hi) / 2
+    if decider == "early":
+        return x * torch.arange(1, max_depth + 1, dtype=torch.float32)
+    return torch.tensor([x], dtype=torch.float32)
+
+
 def survival_from_one_hot(y: torch.Tensor) -> torch.Tensor:
     """(B, T, D) (straight-through) one-hot of the exit depth -> (B, T, D) m_i = Σ_{d>=i} y_d.
 
@@ -125,5 +152,5 @@ def survival_from_one_hot(y: torch.Tensor) -> torch.Tensor:
 __all__ = [
     "DeciderFFN", "early_log_q", "online_log_q", "log_prior", "kl_to_prior", "expected_depth",
     "straight_through_gumbel", "depth_from_cdf", "straight_through_one_hot", "select_depth",
-    "survival_from_one_hot",
+    "survival_from_one_hot", "bias_for_expected_depth",
 ]

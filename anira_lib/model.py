@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import (
     LlamaDecoderLayer,
@@ -31,6 +32,7 @@ from transformers.utils import ModelOutput
 from .configuration import AniraConfig
 from .deciders import (
     DeciderFFN,
+    bias_for_expected_depth,
     depth_from_cdf,
     early_log_q,
     kl_to_prior,
@@ -93,6 +95,12 @@ class AniraPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if getattr(module, "is_decider_output", False) and self.config.initial_depth is not None:
+            bias = bias_for_expected_depth(self.config.decider, self.config.max_depth, self.config.initial_depth)
+            init.copy_(module.bias, bias)
 
 
 class AniraModel(AniraPreTrainedModel):

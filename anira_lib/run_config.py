@@ -36,6 +36,7 @@ class TrainConfig:
     kl_beta: float = 0.1
     prior_lambda: float = 1.0
     gumbel_temperature: float = 1.0
+    initial_depth: float | None = None
     # optimisation (AdamW, linear warm-up then constant LR, gradient clipping)
     steps: int = 1000
     batch_size: int = 128  # global: split evenly across DDP ranks
@@ -57,7 +58,7 @@ class TrainConfig:
 
     MODEL_FIELDS = ("decider", "recurrent", "hidden_size", "intermediate_size", "num_attention_heads",
                     "prelude_layers", "max_depth", "coda_layers", "decider_intermediate_size",
-                    "kl_beta", "prior_lambda", "gumbel_temperature")
+                    "kl_beta", "prior_lambda", "gumbel_temperature", "initial_depth")
 
     def __post_init__(self):
         self.validate()

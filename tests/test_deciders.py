@@ -108,3 +108,13 @@ def test_straight_through_values_are_one_hot_with_soft_gradient():
 def test_survival_mask():
     y = torch.tensor([[[0.0, 0.0, 1.0, 0.0]]])
     assert survival_from_one_hot(y).tolist() == [[[1.0, 1.0, 1.0, 0.0]]]
+
+
+@pytest.mark.parametrize("decider", ["early", "online"])
+@pytest.mark.parametrize("target", [1.5, 3.0, 5.5])
+def test_bias_for_expected_depth(decider, target):
+    from anira_lib.deciders import bias_for_expected_depth
+
+    b = bias_for_expected_depth(decider, 6, target)
+    lq = early_log_q(b) if decider == "early" else online_log_q(b.expand(5))
+    assert expected_depth(lq).item() == pytest.approx(target, abs=1e-4)

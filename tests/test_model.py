@@ -197,3 +197,12 @@ def test_bad_forced_depths(batch):
         model(ids, exit_depths=torch.full(ids.shape, 5))
     with pytest.raises(ValueError, match="shape"):
         model(ids, exit_depths=torch.ones(1, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("decider", ["early", "online"])
+def test_initial_depth_sets_starting_exit_distribution(decider, batch):
+    ids, _ = batch
+    model = tiny_model(decider=decider, max_depth=6, initial_depth=5.0).eval()
+    assert model(ids).expected_depth.mean().item() == pytest.approx(5.0, abs=0.15)
+    with pytest.raises(Exception, match="initial_depth"):
+        AniraConfig(max_depth=4, initial_depth=4.0)
