@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from .base import Example, collate, rng_for
+from .brevo import BrevoTask
+from .depo import DepoTask
 from .mano import ManoTask
 
-TASKS = {"mano": ManoTask}
+TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask}
 
 
 def get_task(name: str, **knobs):
@@ -22,4 +24,4 @@ def get_task(name: str, **knobs):
     return cls(**knobs)
 
 
-__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask"]
+__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask"]
