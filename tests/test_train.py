@@ -101,3 +101,14 @@ def test_ddp_two_processes_gloo_matches_layout(tmp_path):
     assert ckpt["step"] == 4 and len(ckpt["rng"]) == 2
     assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # per-rank streams
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_train_parallel_matches_sequential(tmp_path):
+    from anira_lib.train import train_parallel
+
+    cfgs = [TrainConfig.from_dict({**TINY, "steps": 4, "decider": d, "out_dir": str(tmp_path / d)})
+            for d in ("early", "online")]
+    results = train_parallel(cfgs, processes=2)
+    assert [r.model.config.decider for r in results] == ["early", "online"]
+    ref = train(TrainConfig.from_dict({**TINY, "steps": 4, "decider": "online", "out_dir": str(tmp_path / "ref")}))
+    assert [m["loss"] for m in results[1].metrics] == [m["loss"] for m in ref.metrics]

@@ -7,9 +7,10 @@ import dataclasses
 from .base import Example, collate, rng_for
 from .brevo import BrevoTask
 from .depo import DepoTask
+from .lano import LanoTask
 from .mano import ManoTask
 
-TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask}
+TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask, "lano": LanoTask}
 
 
 def get_task(name: str, **knobs):
@@ -24,4 +25,4 @@ def get_task(name: str, **knobs):
     return cls(**knobs)
 
 
-__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask"]
+__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask", "LanoTask"]
