@@ -303,8 +303,10 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
     ) -> AniraCausalLMOutput:
         """labels (B, T) follow the transformers convention: same positions as input_ids, shifted
         here, IGNORE_INDEX (-100) where unsupervised. The KL term averages over every non-pad token."""
-        if past_key_values is not None and getattr(past_key_values, "get_seq_length", lambda: 0)() > 0:
-            raise NotImplementedError("AniraForCausalLM has no KV cache yet: call generate(..., use_cache=False).")
+        if use_cache or past_key_values is not None:
+            raise NotImplementedError(
+                "AniraForCausalLM has no KV cache yet, so every step recomputes the whole sequence: "
+                "call generate(..., use_cache=False) (the default for this config) and pass no past_key_values.")
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, exit_depths=exit_depths, depth_rule=depth_rule,
                          halt_threshold=halt_threshold)

@@ -165,7 +165,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     writer = None
     if cfg.tensorboard and rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ImportError("tensorboard=true needs the tensorboard package: pip install -e '.[lab]' "
+                              "(or set tensorboard=false; metrics.csv/jsonl are always written).") from err
         writer = SummaryWriter(out_dir / "tensorboard")
 
     def save_checkpoint(step):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from anira_lib.tasks import BrevoTask, DepoTask, ManoTask, rng_for
+from anira_lib.tasks import BrevoTask, DepoTask, LanoTask, ManoTask, rng_for
 
 CASES = [
     # name, reference samples/s, sampler, knob value (None = training distribution)
@@ -19,6 +19,7 @@ CASES = [
     ("BREVO N=70 (train)", 6_900, BrevoTask(max_nodes=70), None),
     ("BREVO N=70 (test, n=70)", 3_300, BrevoTask(max_nodes=70), 70),
     ("DEPO N=100 K=16 (train)", 6_200, DepoTask(max_nodes=100, max_k=16), None),
+    ("LANO cfg3b (sentences)", 4_550, LanoTask().sampler, "AV"),
 ]
 
 

@@ -168,8 +168,7 @@ def test_save_load_round_trip(tmp_path, batch):
 def test_generate_without_cache_matches_manual_greedy():
     model = tiny_model(decider="online").eval()
     prompt = torch.randint(3, 40, (2, 5))
-    gen = model.generate(prompt, max_new_tokens=4, do_sample=False, use_cache=False,
-                         pad_token_id=0, eos_token_id=None)
+    gen = model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
     seq = prompt
     for _ in range(4):
         nxt = model(seq).logits[:, -1].argmax(-1, keepdim=True)
@@ -206,3 +205,10 @@ def test_initial_depth_sets_starting_exit_distribution(decider, batch):
     assert model(ids).expected_depth.mean().item() == pytest.approx(5.0, abs=0.15)
     with pytest.raises(Exception, match="initial_depth"):
         AniraConfig(max_depth=4, initial_depth=4.0)
+
+
+def test_asking_for_a_cache_is_a_clear_error_not_a_silent_wrong_answer():
+    model = tiny_model().eval()
+    prompt = torch.randint(3, 40, (1, 5))
+    with pytest.raises(NotImplementedError, match="use_cache=False"):
+        model.generate(prompt, max_new_tokens=2, use_cache=True, pad_token_id=0)

@@ -10,7 +10,10 @@ from anira_lib.notebooks import NOTEBOOK_DIR, check_parameters, declared_paramet
 
 TINY = {
     "01_mano": dict(steps=30, batch_size=32, eval_per_knob=16, max_ops=3, hidden_size=32, intermediate_size=64),
+    "02_brevo": dict(steps=20, batch_size=16, eval_per_knob=8, max_nodes=5, hidden_size=32, intermediate_size=64),
+    "03_depo": dict(steps=20, batch_size=16, eval_per_knob=8, max_k=3, hidden_size=32, intermediate_size=64),
 }
+KNOBS = {"01_mano": [1, 2, 3], "02_brevo": [3, 4, 5], "03_depo": [1, 2, 3]}
 
 
 def test_every_notebook_has_tiny_parameters():
@@ -36,17 +39,16 @@ def test_notebook_runs_with_tiny_parameters(name, tmp_path):
     assert figures
     for fig in figures:
         assert_not_blank(fig)
-    if name == "01_mano":
-        summary = json.loads((tmp_path / "run" / "results.json").read_text())
-        assert set(summary) == {"ANIRA-E", "ANIRA-O"}
-        for rows in summary.values():
-            assert [r["knob"] for r in rows["rows"]] == [1, 2, 3]
-            assert all(1 <= r["mean_depth"] <= 6 and 0 <= r["accuracy"] <= 1 for r in rows["rows"])
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(summary) == {"ANIRA-E", "ANIRA-O"}
+    for rows in summary.values():
+        assert [r["knob"] for r in rows["rows"]] == KNOBS[name]
+        assert all(1 <= r["mean_depth"] <= 6 and 0 <= r["accuracy"] <= 1 for r in rows["rows"])
 
 
 def test_unknown_or_mistyped_notebook_parameter_is_an_error():
     declared = declared_parameters(load_notebook(NOTEBOOK_DIR / "01_mano.py"))
-    assert declared["max_ops"] == 4
+    assert declared["max_ops"] == 2
     with pytest.raises(ValueError, match="no parameter 'step'; did you mean 'steps'"):
         check_parameters({"step": 5}, declared, "01_mano")
     with pytest.raises(TypeError, match="must be int"):

@@ -30,6 +30,21 @@ def rng_for(seed: int, *stream: int | str) -> random.Random:
     return random.Random("-".join(str(s) for s in (seed, *stream)))
 
 
+class TaskSampler:
+    """Batches and evaluation sets for any task that defines `seed`, `pad_id` and
+    `sample(rng, knob=None) -> Example` (knob None: the training distribution)."""
+
+    def train_batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
+        """Batch `step` of the training stream of `rank`: a pure function of (seed, rank, step)."""
+        rng = rng_for(self.seed, "train", rank, step)
+        return collate([self.sample(rng) for _ in range(batch_size)], self.pad_id)
+
+    def eval_examples(self, knob, count: int, seed: int = 1234) -> list[Example]:
+        """A fixed evaluation set of `count` examples at one knob value."""
+        rng = rng_for(seed, "eval", knob)
+        return [self.sample(rng, knob) for _ in range(count)]
+
+
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest example. Returns input_ids, attention_mask, labels (B, T) and knob (B,)."""
     T = max(len(e.tokens) for e in examples)

@@ -19,14 +19,14 @@ import math
 import random
 from dataclasses import dataclass
 
-from .base import Example, collate, rng_for
+from .base import Example, TaskSampler
 
 PAD, BOS, EOS, QUERY, ANSWER = 0, 1, 2, 3, 4
 FIRST_NAME = 5
 
 
 @dataclass(frozen=True)
-class BrevoTask:
+class BrevoTask(TaskSampler):
     """BREVO sampler and checker. max_nodes [N]: names come from N tokens; training n ∈ 3..N."""
 
     max_nodes: int = 70
@@ -105,13 +105,7 @@ class BrevoTask:
         targets = [False] * n_prompt + [True] * (len(answer) + 2)
         return Example(tokens, targets, n, {"answer": answer})
 
-    def train_batch(self, step: int, batch_size: int, rank: int = 0):
-        rng = rng_for(self.seed, "train", rank, step)
-        return collate([self.sample(rng) for _ in range(batch_size)], PAD)
 
-    def eval_examples(self, n: int, count: int, seed: int = 1234):
-        rng = rng_for(seed, "eval", n)
-        return [self.sample(rng, n) for _ in range(count)]
 
     # -- checker ----------------------------------------------------------------------------
     @staticmethod

@@ -13,14 +13,14 @@ import math
 import random
 from dataclasses import dataclass
 
-from .base import Example, collate, rng_for
+from .base import Example, TaskSampler
 
 PAD, BOS, EOS, ANS, EOA = 0, 1, 2, 3, 4
 FIRST_QUERY = 5
 
 
 @dataclass(frozen=True)
-class DepoTask:
+class DepoTask(TaskSampler):
     """DEPO sampler and checker. max_nodes [N] names, max_k [K] steps, queries [M] per sequence."""
 
     max_nodes: int = 100
@@ -100,13 +100,7 @@ class DepoTask:
         targets.append(False)
         return Example(tokens, targets, k if k is not None else max(ks), {"ks": ks, "n": n})
 
-    def train_batch(self, step: int, batch_size: int, rank: int = 0):
-        rng = rng_for(self.seed, "train", rank, step)
-        return collate([self.sample(rng) for _ in range(batch_size)], PAD)
 
-    def eval_examples(self, k: int, count: int, seed: int = 1234):
-        rng = rng_for(seed, "eval", k)
-        return [self.sample(rng, k) for _ in range(count)]
 
     def answers(self, tokens: list[int]) -> list[int]:
         """The correct y of every query, by walking the cycle parsed from the edge list."""

@@ -13,13 +13,13 @@ import random
 from dataclasses import dataclass
 
 from ..pcfg import PCFGSampler, load_pcfg
-from .base import Example, collate, rng_for
+from .base import Example, TaskSampler
 
 PAD, EOS = 0, 4
 
 
 @dataclass(frozen=True)
-class LanoTask:
+class LanoTask(TaskSampler):
     """LANO sampler and checker. grammar: 'cfg3b' or a grammar file; window: tokens per example."""
 
     grammar: str = "cfg3b"
@@ -60,13 +60,7 @@ class LanoTask:
         tokens = tokens[: self.window]
         return Example(tokens, [False] + [True] * (len(tokens) - 1), 0, {"sentence_starts": starts})
 
-    def train_batch(self, step: int, batch_size: int, rank: int = 0):
-        rng = rng_for(self.seed, "train", rank, step)
-        return collate([self.sample(rng) for _ in range(batch_size)], PAD)
 
-    def eval_examples(self, knob, count: int, seed: int = 1234):
-        rng = rng_for(seed, "eval", knob)
-        return [self.sample(rng) for _ in range(count)]
 
     def sentences(self, tokens: list[int]) -> list[list[int]]:
         """The complete (EOS-terminated) sentences of a window."""

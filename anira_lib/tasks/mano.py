@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .base import Example, collate, rng_for
+from .base import Example, TaskSampler
 
 OPERATORS = ("+", "-", "*", "/")
 MAX_ELL = 64  # largest ℓ with a length tag id; evaluation may go beyond the training L (A.4)
@@ -29,7 +29,7 @@ def _is_prime(n: int) -> bool:
 
 
 @dataclass(frozen=True)
-class ManoTask:
+class ManoTask(TaskSampler):
     """MANO sampler, tokenizer and checker.
 
     max_ops [L]: training draws ℓ uniformly from 1..L. modulus: a prime (23 in the paper).
@@ -137,15 +137,7 @@ class ManoTask:
         targets = [False] * (len(tokens) - 1) + [True]
         return Example(tokens, targets, ell, {"answer": answer})
 
-    def train_batch(self, step: int, batch_size: int, rank: int = 0):
-        """Batch `step` of the training stream of `rank` (deterministic, resumable)."""
-        rng = rng_for(self.seed, "train", rank, step)
-        return collate([self.sample(rng) for _ in range(batch_size)], self.PAD)
 
-    def eval_examples(self, ell: int, n: int, seed: int = 1234) -> list[Example]:
-        """A fixed evaluation set of n examples at exactly ℓ operators."""
-        rng = rng_for(seed, "eval", ell)
-        return [self.sample(rng, ell) for _ in range(n)]
 
     # -- checker ----------------------------------------------------------------------------
     def expression(self, ex: Example) -> list[str]:

@@ -1,0 +1,66 @@
+"""One call per paper comparison, so every number a notebook prints can be recomputed from Python.
+
+`compare_deciders` trains ANIRA-E and ANIRA-O with the same settings, evaluates accuracy and
+answer-token d̄ per knob value, dumps per-token allocations, and draws the Fig. 2 / Fig. 8 style plot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .evaluate import depth_trend, evaluate_knobs
+from .io import atomic_write_json
+from .plots import plot_knob_curves
+from .run_config import TrainConfig
+from .train import TrainResult, train_parallel
+
+VARIANTS = {"ANIRA-E": "early", "ANIRA-O": "online"}
+
+
+@dataclass
+class Comparison:
+    runs: dict[str, TrainResult]
+    results: dict[str, list[dict]]
+    summary: dict
+    figure: Path | None
+
+    def table(self) -> str:
+        """Accuracy and d̄ per knob value, one column pair per variant."""
+        names = list(self.results)
+        lines = [f"{'knob':>5} " + " ".join(f"{n + ' acc':>12} {n + ' d̄':>11}" for n in names)]
+        for i, row in enumerate(self.results[names[0]]):
+            lines.append(f"{row['knob']:>5} " + " ".join(
+                f"{self.results[n][i]['accuracy']:>12.3f} {self.results[n][i]['mean_depth']:>11.2f}" for n in names))
+        for n in names:
+            s = self.summary[n]
+            lines.append(f"{n}: Spearman(knob, d̄) = {s['spearman_depth_vs_knob']:.2f}, "
+                         f"lowest accuracy {s['min_accuracy']:.3f}, mean d̄ {s['mean_depth']:.2f}")
+        return "\n".join(lines)
+
+
+def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: int = 500,
+                     knob_label: str = "knob", title: str = "", figure_path: str | Path | None = None,
+                     processes: int = 2, train_max: int | None = None,
+                     variants: dict[str, str] = VARIANTS) -> Comparison:
+    """Train each variant with `settings` (TrainConfig fields) and compare them per knob value.
+
+    Writes `out_dir/<decider>/` runs, `out_dir/allocations_<decider>.jsonl`, `out_dir/results.json`
+    and the figure."""
+    out_dir = Path(out_dir)
+    configs = [TrainConfig.from_dict({**settings, "decider": d, "out_dir": str(out_dir / d)})
+               for d in variants.values()]
+    runs = dict(zip(variants, train_parallel(configs, processes=processes)))
+    results = {name: evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob,
+                                    dump_path=out_dir / f"allocations_{variants[name]}.jsonl")
+               for name, run in runs.items()}
+    summary = {name: {"rows": rows, "spearman_depth_vs_knob": depth_trend(rows),
+                      "min_accuracy": min(r["accuracy"] for r in rows),
+                      "mean_depth": sum(r["mean_depth"] for r in rows) / len(rows)}
+               for name, rows in results.items()}
+    atomic_write_json(out_dir / "results.json", summary)
+    figure = None
+    if figure_path is not None:
+        figure = Path(figure_path)
+        plot_knob_curves(results, knob_label, title=title, train_max=train_max, path=figure)
+    return Comparison(runs, results, summary, figure)

@@ -1,0 +1,58 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · BREVO: does compute track the size of the graph?
+#
+# BREVO lists every node a query depends on in a DAG, in DFS post-order (paper §5.1). A traversal
+# costs O(n) for n nodes, so n is the difficulty knob. We train ANIRA-E and ANIRA-O and measure,
+# per n, exact-match accuracy of the whole answer (teacher-forced argmax at every answer token,
+# which equals greedy decoding's exact match) and d̄ on the answer tokens. Paper (Fig. 2, right):
+# d̄ rises with n; O below E at similar accuracy. Generations with per-token exit distributions are
+# dumped to `out_dir/allocations_<decider>.jsonl` for the Table 2 analysis.
+#
+# CPU defaults use tiny graphs; `configs/notebooks/02_brevo_paper.yaml` is Table 5's setting.
+
+# %% tags=["parameters"]
+max_nodes = 8            # N: training n from 3..N with P(n) ∝ 1/(n + √N)
+max_depth = 6            # D
+hidden_size = 64
+intermediate_size = 256
+num_attention_heads = 4
+kl_beta = 0.01           # β (paper: 0.1)
+prior_lambda = 2.0       # λ
+steps = 3000
+batch_size = 64
+lr = 2e-3
+warmup_steps = 100
+seed = 0
+eval_per_knob = 200
+device = "auto"
+processes = 2
+out_dir = "runs/02_brevo"
+figure_dir = "figures"
+
+# %%
+from pathlib import Path
+
+from anira_lib.experiments import compare_deciders
+
+settings = dict(task="brevo", task_args={"max_nodes": max_nodes}, max_depth=max_depth, hidden_size=hidden_size,
+                intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
+                prior_lambda=prior_lambda, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                seed=seed, device=device, checkpoint_every=max(steps // 4, 1))
+figure_path = Path(figure_dir) / "fig2_right_brevo.png"
+
+# %%
+comparison = compare_deciders(settings, range(3, max_nodes + 1), out_dir, eval_per_knob=eval_per_knob,
+                              knob_label="number of nodes n", figure_path=figure_path,
+                              title=f"BREVO (N={max_nodes}, D={max_depth})", processes=processes)
+print(comparison.table())
+print("figure:", figure_path)
