@@ -76,3 +76,58 @@ def depth_trend(rows: list[dict]) -> float:
     if len(rows) < 2:
         return float("nan")
     return float(spearmanr([r["knob"] for r in rows], [r["mean_depth"] for r in rows]).statistic)
+
+
+# ----------------------------------------------------------------------------- language modelling (LANO)
+
+@torch.no_grad()
+def lm_token_stats(model, windows, batch_size: int = 16, depth_rule=None, halt_threshold=None,
+                   progress: bool = True) -> dict[str, np.ndarray]:
+    """Per position of equal-length windows (W, L): expected_depth Σ_d d·q(d), exit_depths under the
+    inference rule, and next_probs (W, L, V), the model's softmax over the vocabulary."""
+    model.eval()
+    device = next(model.parameters()).device
+    windows = torch.as_tensor(np.asarray(windows), dtype=torch.long)
+    exp_d, depths, probs = [], [], []
+    for i in tqdm(range(0, len(windows), batch_size), desc="forward", disable=not progress):
+        ids = windows[i:i + batch_size].to(device)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), depth_rule=depth_rule,
+                    halt_threshold=halt_threshold)
+        exp_d.append(out.expected_depth.float().cpu())
+        depths.append(out.exit_depths.cpu())
+        probs.append(out.logits.float().softmax(-1).cpu())
+    return {"expected_depth": torch.cat(exp_d).numpy(), "exit_depths": torch.cat(depths).numpy(),
+            "next_probs": torch.cat(probs).numpy()}
+
+
+def kl_to_exact(next_probs: np.ndarray, exact: np.ndarray, token_ids) -> np.ndarray:
+    """KL(exact ‖ model) per position, nats. next_probs (..., V); exact (..., K) over `token_ids` (K vocab
+    ids, e.g. the terminals then EOS); the model is renormalised over those K ids. NaN where exact is NaN."""
+    q = next_probs[..., list(token_ids)]
+    q = q / q.sum(-1, keepdims=True)
+    p = exact
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+    kl = terms.sum(-1)
+    return np.where(np.isnan(p).any(-1), np.nan, kl)
+
+
+@torch.no_grad()
+def generation_validity(model, prompt, check, n: int = 32, max_new_tokens: int = 450, eos_id: int = 4,
+                        pad_id: int = 0, seed: int = 0) -> dict:
+    """Sample `n` continuations of `prompt` (a list of ids ending where a new sentence starts) up to
+    EOS with `generate()`; returns the share that `check(tokens)` accepts and the sentences."""
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    ids = torch.tensor([prompt] * n, device=device)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=max_new_tokens,
+                         use_cache=False, eos_token_id=eos_id, pad_token_id=pad_id, suppress_tokens=[pad_id])
+    sentences, valid = [], 0
+    for row in out[:, len(prompt):].tolist():
+        finished = eos_id in row
+        sent = row[: row.index(eos_id)] if finished else row
+        ok = finished and len(sent) > 0 and bool(check(sent))
+        valid += ok
+        sentences.append({"tokens": sent, "finished": finished, "valid": ok})
+    return {"validity": valid / n, "n": n, "samples": sentences}

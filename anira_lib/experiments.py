@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .evaluate import depth_trend, evaluate_knobs
-from .io import atomic_write_json
+import numpy as np
+
+from .evaluate import depth_trend, evaluate_knobs, generation_validity, kl_to_exact, lm_token_stats
+from .io import atomic_write_json, atomic_write_npz
 from .plots import plot_knob_curves
 from .run_config import TrainConfig
 from .train import TrainResult, train_parallel
@@ -39,6 +41,14 @@ class Comparison:
         return "\n".join(lines)
 
 
+def train_variants(settings: dict, out_dir: str | Path, processes: int = 2,
+                   variants: dict[str, str] = VARIANTS) -> dict[str, TrainResult]:
+    """Train one run per variant (TrainConfig fields in `settings`) into `out_dir/<decider>/`."""
+    configs = [TrainConfig.from_dict({**settings, "decider": d, "out_dir": str(Path(out_dir) / d)})
+               for d in variants.values()]
+    return dict(zip(variants, train_parallel(configs, processes=processes)))
+
+
 def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: int = 500,
                      knob_label: str = "knob", title: str = "", figure_path: str | Path | None = None,
                      processes: int = 2, train_max: int | None = None,
@@ -48,9 +58,7 @@ def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: 
     Writes `out_dir/<decider>/` runs, `out_dir/allocations_<decider>.jsonl`, `out_dir/results.json`
     and the figure."""
     out_dir = Path(out_dir)
-    configs = [TrainConfig.from_dict({**settings, "decider": d, "out_dir": str(out_dir / d)})
-               for d in variants.values()]
-    runs = dict(zip(variants, train_parallel(configs, processes=processes)))
+    runs = train_variants(settings, out_dir, processes, variants)
     results = {name: evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob,
                                     dump_path=out_dir / f"allocations_{variants[name]}.jsonl")
                for name, run in runs.items()}
@@ -64,3 +72,36 @@ def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: 
         figure = Path(figure_path)
         plot_knob_curves(results, knob_label, title=title, train_max=train_max, path=figure)
     return Comparison(runs, results, summary, figure)
+
+
+def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | Path, generations: int = 16,
+                  seed: int = 4321, proxy_cache: str | Path | None = "data/lano_proxies") -> dict:
+    """LANO evaluation of each trained variant on `n_windows` held-out windows (paper §5.2):
+    mean per-token expected depth, KL(exact next-token ‖ model) from the prefix parser, and the share of
+    sampled sentences the grammar accepts. Writes `out_dir/lano_eval.npz` (windows, per-token expected
+    depth per variant: the input of the Table 1 analysis) and `out_dir/lano_summary.json`."""
+    from .proxies import compute_proxies, terminal_order
+    from .tasks.lano import EOS, PAD
+
+    task = next(iter(runs.values())).task
+    examples = task.eval_examples(None, n_windows, seed)
+    windows = np.array([ex.tokens for ex in examples])
+    exact = compute_proxies(windows, task.grammar, cache_dir=proxy_cache)["next_token"]
+    token_ids = [int(a) for a in terminal_order(task.grammar)] + [EOS]  # columns of `exact`
+    prompt = [EOS]  # "a sentence just ended": every training window continues like this after its EOS
+    summary, arrays = {}, {"windows": windows}
+    for name, run in runs.items():
+        stats = lm_token_stats(run.model, windows)
+        kl = kl_to_exact(stats["next_probs"], exact, token_ids)
+        gen = (generation_validity(run.model, prompt, task.sampler.recognizes, n=generations, eos_id=EOS,
+                                   pad_id=PAD, seed=seed) if generations else {"validity": float("nan"), "n": 0})
+        summary[name] = {"mean_expected_depth": float(stats["expected_depth"].mean()),
+                         "mean_exit_depth": float(stats["exit_depths"].mean()),
+                         "kl_to_exact_nats": float(np.nanmean(kl)), "generation_validity": gen["validity"],
+                         "generations": gen["n"]}
+        arrays[f"expected_depth_{name}"] = stats["expected_depth"]
+        arrays[f"kl_{name}"] = kl
+    out_dir = Path(out_dir)
+    atomic_write_npz(out_dir / "lano_eval.npz", arrays)
+    atomic_write_json(out_dir / "lano_summary.json", summary)
+    return {"summary": summary, "arrays": arrays}

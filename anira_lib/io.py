@@ -46,6 +46,20 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
+    """`numpy.savez_compressed` to a temporary sibling, then rename into place."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = _tmp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save_pretrained(model, folder: str | os.PathLike) -> None:
     """`save_pretrained` into a temporary sibling folder, then swap it into place."""
     folder = Path(folder)

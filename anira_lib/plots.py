@@ -66,3 +66,29 @@ def plot_token_depths(symbols: list[str], depths: list[float], max_depth: int, a
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict[str, "np.ndarray"],
+                          path: str | Path | None = None, title: str = ""):
+    """Per-token expected depth of each variant (top) and each proxy (one panel each) along one
+    sentence. depths/proxies: {name: (L,)} arrays aligned with `tokens`."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1 + len(proxies), 1, figsize=(10, 1.6 * (1 + len(proxies)) + 0.6), sharex=True)
+    x = np.arange(len(tokens))
+    for name, d in depths.items():
+        axes[0].plot(x, d, lw=1, label=name, color=VARIANT_STYLE.get(name, {}).get("color"))
+    axes[0].set_ylabel("E[depth]")
+    axes[0].legend(loc="upper right", fontsize=8)
+    for ax, (name, v) in zip(axes[1:], proxies.items()):
+        ax.plot(x, v, lw=1, color="tab:gray")
+        ax.set_ylabel(name, fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("token position")
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

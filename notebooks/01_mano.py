@@ -22,8 +22,8 @@
 # `configs/notebooks/01_mano_paper.yaml` holds the paper's Table 5 setting for a GPU.
 
 # %% tags=["parameters"]
-max_ops = 2              # L: training draws ℓ uniformly from 1..L
-modulus = 3              # the paper uses 23
+max_ops = 3              # L: training draws ℓ uniformly from 1..L
+modulus = 2              # the paper uses 23 (CPU default: see README)
 length_tag = False       # reference option: tell the model ℓ after BOS
 max_depth = 6            # D
 hidden_size = 64

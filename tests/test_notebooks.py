@@ -4,14 +4,20 @@ import json
 from pathlib import Path
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
 from anira_lib.notebooks import NOTEBOOK_DIR, check_parameters, declared_parameters, load_notebook, run_notebook
+from anira_lib.prefix_parser import FEATURES
 
 TINY = {
     "01_mano": dict(steps=30, batch_size=32, eval_per_knob=16, max_ops=3, hidden_size=32, intermediate_size=64),
     "02_brevo": dict(steps=20, batch_size=16, eval_per_knob=8, max_nodes=5, hidden_size=32, intermediate_size=64),
     "03_depo": dict(steps=20, batch_size=16, eval_per_knob=8, max_k=3, hidden_size=32, intermediate_size=64),
+    "04_lano": dict(steps=10, batch_size=2, window=160, eval_windows=4, generations=2, hidden_size=32,
+                    intermediate_size=64),
+    "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
+                            hidden_size=32, intermediate_size=64, n_boot=20),
 }
 KNOBS = {"01_mano": [1, 2, 3], "02_brevo": [3, 4, 5], "03_depo": [1, 2, 3]}
 
@@ -39,16 +45,40 @@ def test_notebook_runs_with_tiny_parameters(name, tmp_path):
     assert figures
     for fig in figures:
         assert_not_blank(fig)
-    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    CHECKS[name](tmp_path / "run")
+
+
+def _check_knob_results(run):
+    summary = json.loads((run / "results.json").read_text())
     assert set(summary) == {"ANIRA-E", "ANIRA-O"}
     for rows in summary.values():
-        assert [r["knob"] for r in rows["rows"]] == KNOBS[name]
+        assert [r["knob"] for r in rows["rows"]] in KNOBS.values()
         assert all(1 <= r["mean_depth"] <= 6 and 0 <= r["accuracy"] <= 1 for r in rows["rows"])
+
+
+def _check_lano(run):
+    summary = json.loads((run / "lano_summary.json").read_text())
+    for s in summary.values():
+        assert 1 <= s["mean_expected_depth"] <= 4 and s["kl_to_exact_nats"] >= 0
+        assert 0 <= s["generation_validity"] <= 1 and s["generations"] == 2
+    with np.load(run / "lano_eval.npz") as f:
+        assert f["windows"].shape == (4, 160) and f["expected_depth_ANIRA-O"].shape == (4, 160)
+
+
+def _check_table1(run):
+    rows = json.loads((run / "table1.json").read_text())
+    assert {(r["variant"], r["proxy"]) for r in rows} == {(v, p) for v in ("ANIRA-E", "ANIRA-O") for p in FEATURES}
+    for r in rows:
+        assert -1 <= r["spearman"] <= 1 and r["spearman_ci"][0] <= r["spearman_ci"][1] and r["n_tokens"] > 100
+
+
+CHECKS = {"01_mano": _check_knob_results, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+          "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 
 def test_unknown_or_mistyped_notebook_parameter_is_an_error():
     declared = declared_parameters(load_notebook(NOTEBOOK_DIR / "01_mano.py"))
-    assert declared["max_ops"] == 2
+    assert declared["max_ops"] == 3
     with pytest.raises(ValueError, match="no parameter 'step'; did you mean 'steps'"):
         check_parameters({"step": 5}, declared, "01_mano")
     with pytest.raises(TypeError, match="must be int"):
