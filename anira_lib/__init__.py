@@ -2,6 +2,7 @@
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from .cache import AllocationCache
 from .configuration import AniraConfig
 from .model import AniraCausalLMOutput, AniraForCausalLM, AniraModel
 
@@ -9,4 +10,4 @@ AutoConfig.register("anira", AniraConfig, exist_ok=True)
 AutoModelForCausalLM.register(AniraConfig, AniraForCausalLM, exist_ok=True)
 
 __version__ = "0.1.0"
-__all__ = ["AniraConfig", "AniraForCausalLM", "AniraModel", "AniraCausalLMOutput", "__version__"]
+__all__ = ["AllocationCache", "AniraConfig", "AniraForCausalLM", "AniraModel", "AniraCausalLMOutput", "__version__"]

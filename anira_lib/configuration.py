@@ -12,7 +12,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 DECIDERS = ("early", "online", "none")
-DEPTH_RULES = ("mode", "median", "threshold", "mean")
+DEPTH_RULES = ("mode", "median", "threshold", "mean", "full")
 
 
 @strict
@@ -29,7 +29,8 @@ class AniraConfig(PreTrainedConfig):
         prior p_λ(d) ∝ exp(-λ d), d = 1..D (Eqs. 3-4).
     gumbel_temperature: temperature of the straight-through Gumbel-softmax (ANIRA-E, Eq. 6).
     depth_rule: inference depth rule, one of "mode", "median", "threshold" (CDF >= halt_threshold,
-        Eq. 7 with u = τ), "mean" (rounded expected depth). None picks the paper's choice:
+        Eq. 7 with u = τ), "mean" (rounded expected depth), "full" (every token runs D: the same
+        model at fixed depth, for speed comparisons). None picks the paper's choice:
         "mode" for ANIRA-E, "median" for ANIRA-O.
     halt_threshold [τ]: CDF threshold of the "threshold" rule.
     initial_depth: if set, the decider's output bias starts the exit distribution at this expected
@@ -66,7 +67,7 @@ class AniraConfig(PreTrainedConfig):
     attention_bias: bool = False
     attention_dropout: float = 0.0
     mlp_bias: bool = False
-    use_cache: bool = False
+    use_cache: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | list[int] | None = 2

@@ -112,7 +112,9 @@ def select_depth(log_q: torch.Tensor, rule: str, threshold: float = 0.5) -> torc
         return depth_from_cdf(log_q, threshold)
     if rule == "mean":
         return expected_depth(log_q).round().long().clamp(1, log_q.shape[-1])
-    raise ValueError(f"depth rule {rule!r} is unknown; use 'mode', 'median', 'threshold' or 'mean'.")
+    if rule == "full":  # every token runs D iterations: the same model at fixed depth, for comparisons
+        return torch.full(log_q.shape[:-1], log_q.shape[-1], dtype=torch.long, device=log_q.device)
+    raise ValueError(f"depth rule {rule!r} is unknown; use 'mode', 'median', 'threshold', 'mean' or 'full'.")
 
 
 def bias_for_expected_depth(decider: str, max_depth: int, target: float) -> torch.Tensor:

@@ -22,13 +22,16 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.masking_utils import create_causal_mask
+from transformers.cache_utils import Cache
 from transformers.models.llama.modeling_llama import (
     LlamaDecoderLayer,
     LlamaRMSNorm,
     LlamaRotaryEmbedding,
+    apply_rotary_pos_emb,
 )
 from transformers.utils import ModelOutput
 
+from .cache import AllocationCache, cache_signature
 from .configuration import AniraConfig
 from .deciders import (
     DeciderFFN,
@@ -83,6 +86,24 @@ def passthrough(h_prev: torch.Tensor, h_new: torch.Tensor, active: torch.Tensor)
     if active.requires_grad:
         out = out + ((active - active.detach()).unsqueeze(-1) * (h_new - h_prev)).to(out.dtype)
     return out
+
+
+def _halt_level(rule: str, tau: float) -> float:
+    """ANIRA-O stops at the first iteration whose CDF reaches this level (2.0: never, i.e. depth D)."""
+    return {"median": 0.5, "full": 2.0}.get(rule, tau)
+
+
+def _pack(mask: torch.Tensor):
+    """Rows and token indices selected by mask (B, T): rows (B',) with any True; order (B', a) the
+    selected token indices first (in order), a = max count; ok (B', a) marks real entries."""
+    counts = mask.sum(1)
+    rows = counts.nonzero().flatten()
+    if rows.numel() == 0:
+        return rows, mask.new_zeros(0, 0, dtype=torch.long), mask.new_zeros(0, 0)
+    a = int(counts[rows].max())
+    order = torch.sort((~mask[rows]).to(torch.int8), dim=1, stable=True).indices[:, :a]
+    ok = torch.arange(a, device=mask.device).unsqueeze(0) < counts[rows].unsqueeze(1)
+    return rows, order, ok
 
 
 class AniraPreTrainedModel(PreTrainedModel):
@@ -179,7 +200,7 @@ class AniraModel(AniraPreTrainedModel):
         elif self.training:
             u = torch.rand(h.shape[:2], device=h.device)
         else:
-            u = torch.full(h.shape[:2], 0.5 if rule == "median" else tau, device=h.device)
+            u = torch.full(h.shape[:2], _halt_level(rule, tau), device=h.device)
 
         B, T = h.shape[:2]
         active = torch.ones(B, T, device=h.device)
@@ -211,6 +232,136 @@ class AniraModel(AniraPreTrainedModel):
             active = active - y_i
         return h, depth, torch.stack(log_q, dim=-1)
 
+    # -- cached path: each token runs only its own iterations (paper §3.2.4) --------------------
+    def _frozen_kv(self, h, cos, sin, iteration):
+        """Keys/values (B', kv_heads, a, hd) that tokens frozen in state h (B', a, H) present to
+        iteration `iteration` and beyond: the shared block's projections of h, with RoPE."""
+        block = self.core_block(iteration)
+        attn = block.self_attn
+        x = block.input_layernorm(h)
+        shape = (*h.shape[:2], -1, attn.head_dim)
+        k = attn.k_proj(x).view(shape).transpose(1, 2)
+        v = attn.v_proj(x).view(shape).transpose(1, 2)
+        _, k = apply_rotary_pos_emb(k, k, cos, sin)
+        return k, v
+
+    def _forward_cached(self, h, attention_mask, position_ids, cache, exit_depths, rule, tau):
+        """Prefill or decode T new tokens against `cache`. At recurrent iteration i only the tokens
+        still running are queries (rows with none skip the block); keys are the cached slot-i
+        entries plus the frozen keys/values of tokens that exited before i (Eq. 5)."""
+        cfg = self.config
+        B, T = h.shape[:2]
+        P, D = cfg.prelude_layers, cfg.max_depth
+        dev = h.device
+        S0 = cache.seen
+        if cache.batch_size not in (-1, B):
+            raise ValueError(f"the cache holds {cache.batch_size} sequences but {B} were passed.")
+        if attention_mask is not None:
+            if attention_mask.ndim != 2 or attention_mask.shape[1] != S0 + T:
+                raise ValueError(f"with a cache, attention_mask must be 2-D (B, cached + new) = ({B}, {S0 + T}); "
+                                 f"got {tuple(attention_mask.shape)}.")
+            valid = attention_mask[:, -T:].bool()
+        else:
+            valid = torch.ones(B, T, dtype=torch.bool, device=dev)
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -T:]
+            else:
+                position_ids = torch.arange(S0, S0 + T, device=dev).unsqueeze(0).expand(B, T)
+        if cfg.decider == "online" and exit_depths is None and rule not in ("median", "threshold", "full"):
+            raise NotImplementedError(f"ANIRA-O's '{rule}' rule needs every token's whole exit distribution, "
+                                      "which cached decoding never computes; use depth_rule='median' or "
+                                      "'threshold' with a cache, or use_cache=False.")
+        kv_heads = cfg.num_key_value_heads
+        head_dim = cfg.head_dim
+        cache.initialise(B, kv_heads, head_dim, h.dtype, dev)
+        cos, sin = self.rotary_emb(h, position_ids=position_ids)
+        seq = torch.arange(S0, S0 + T, device=dev).unsqueeze(0).expand(B, T)
+        h = h.clone()
+
+        all_rows = torch.arange(B, device=dev)
+
+        def run(layer, slot, mask_bt, iteration=None):
+            if bool(mask_bt.all()):  # every token runs: no packing
+                attn_mask = cache.begin(slot, all_rows, seq, mask_bt, iteration, h.dtype)
+                h[:] = layer(h, attention_mask=attn_mask, past_key_values=cache, position_embeddings=(cos, sin))
+                return B * T
+            rows, order, ok = _pack(mask_bt)
+            if rows.numel() == 0:
+                return 0
+            r = rows.unsqueeze(1)
+            attn_mask = cache.begin(slot, rows, seq[r, order], ok, iteration, h.dtype)
+            out = layer(h[r, order], attention_mask=attn_mask, past_key_values=cache,
+                        position_embeddings=(cos[r, order], sin[r, order]))
+            b, j = ok.nonzero(as_tuple=True)
+            h[rows[b], order[b, j]] = out[b, j]
+            return int(ok.sum())
+
+        def freeze(exiting, iteration):
+            """Store the frozen K/V of tokens that exit after `iteration` (< D)."""
+            if iteration >= D or not bool(exiting.any()):
+                return
+            if not cfg.recurrent:
+                raise NotImplementedError("cached decoding of the untied (non-recurrent) baseline supports "
+                                          "full depth only: its frozen tokens would need per-layer keys.")
+            rows, order, ok = _pack(exiting)
+            r = rows.unsqueeze(1)
+            k, v = self._frozen_kv(h[r, order], cos[r, order], sin[r, order], iteration + 1)
+            cache.add_frozen(rows, k, v, seq[r, order], ok, torch.full_like(order, iteration))
+
+        for slot, layer in enumerate(self.prelude):
+            run(layer, slot, valid)
+
+        calls = 0
+        if cfg.decider == "online" and exit_depths is None:
+            u = _halt_level(rule, tau)
+            log_survive = torch.zeros(B, T, device=dev)
+            cdf = torch.zeros(B, T, device=dev)
+            halt_logit = torch.zeros(B, T, device=dev)
+            exited = ~valid
+            depth = torch.full((B, T), D, dtype=torch.long, device=dev)
+            log_q = []
+            for i in range(1, D + 1):
+                running = valid & ~exited
+                calls += run(self.core_block(i), P + i - 1, running, i)
+                if i < D:
+                    rows, order, ok = _pack(running)
+                    if rows.numel():
+                        r = rows.unsqueeze(1)
+                        a = self.decider(h[r, order]).squeeze(-1).float()
+                        b, j = ok.nonzero(as_tuple=True)
+                        halt_logit[rows[b], order[b, j]] = a[b, j]  # frozen tokens keep their last logit
+                    log_p = F.logsigmoid(halt_logit) + log_survive
+                    log_survive = log_survive + F.logsigmoid(-halt_logit)
+                else:
+                    log_p = log_survive
+                log_q.append(log_p)
+                cdf = cdf + log_p.exp()
+                stop = running & ((cdf >= u) | (i == D))
+                depth = torch.where(stop, torch.full_like(depth, i), depth)
+                exited = exited | stop
+                freeze(stop, i)
+            log_q = torch.stack(log_q, dim=-1)
+        else:
+            if cfg.decider == "early":
+                log_q = early_log_q(self.decider(h))
+                depth = exit_depths if exit_depths is not None else select_depth(log_q, rule, tau)
+            else:
+                depth = exit_depths if exit_depths is not None else torch.full((B, T), D, device=dev)
+                log_q = torch.log(F.one_hot(depth - 1, D).float())
+            deepest = int(depth[valid].max()) if bool(valid.any()) else 0
+            for i in range(1, deepest + 1):  # iterations no token reaches are skipped outright
+                calls += run(self.core_block(i), P + i - 1, valid & (depth >= i), i)
+                freeze(valid & (depth == i), i)
+
+        for j, layer in enumerate(self.coda):
+            run(layer, P + D + j, valid)
+        cache.exit_depths = torch.cat([cache.exit_depths, torch.where(valid, depth, 0)], dim=1)
+        cache.seen += T
+        cache.block_calls += calls
+        return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q,
+                                past_key_values=cache)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -220,9 +371,13 @@ class AniraModel(AniraPreTrainedModel):
         exit_depths: torch.LongTensor | None = None,
         depth_rule: str | None = None,
         halt_threshold: float | None = None,
+        past_key_values: AllocationCache | None = None,
         **kwargs,
     ) -> AniraModelOutput:
-        """input_ids (B, T) -> AniraModelOutput. `exit_depths` (B, T) in 1..D forces the depths."""
+        """input_ids (B, T) -> AniraModelOutput. `exit_depths` (B, T) in 1..D forces the depths.
+
+        With `past_key_values` (an `AllocationCache`), runs the cached path: `attention_mask` then
+        covers cached + new tokens (B, S + T), and each token runs only its own iterations."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
@@ -234,6 +389,10 @@ class AniraModel(AniraPreTrainedModel):
                 raise ValueError(f"exit_depths has shape {tuple(exit_depths.shape)}; expected (B, T) = {(B, T)}.")
             if exit_depths.numel() and (exit_depths.min() < 1 or exit_depths.max() > D):
                 raise ValueError(f"exit_depths must lie in 1..D = 1..{D}.")
+        rule = depth_rule or self.config.resolved_depth_rule
+        tau = self.config.halt_threshold if halt_threshold is None else halt_threshold
+        if past_key_values is not None:
+            return self._forward_cached(h, attention_mask, position_ids, past_key_values, exit_depths, rule, tau)
         if position_ids is None:
             if attention_mask is not None:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
@@ -247,8 +406,6 @@ class AniraModel(AniraPreTrainedModel):
         for layer in self.prelude:
             h = layer(h, **layer_kwargs)
 
-        rule = depth_rule or self.config.resolved_depth_rule
-        tau = self.config.halt_threshold if halt_threshold is None else halt_threshold
         if self.config.decider == "early":
             h, depth, log_q = self._run_early(h, layer_kwargs, exit_depths, rule, tau)
         elif self.config.decider == "online":
@@ -286,6 +443,23 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
+    def _allocation_cache(self, past_key_values) -> AllocationCache:
+        """The cache to use: the caller's AllocationCache (checked against this model), or a fresh one in
+        place of None / the empty DynamicCache that generate() builds by default."""
+        if isinstance(past_key_values, AllocationCache):
+            if past_key_values.signature != cache_signature(self.config):
+                raise ValueError(
+                    f"this AllocationCache was built for (P, D, C, kv_heads, head_dim) = {past_key_values.signature}, "
+                    f"but this model has {cache_signature(self.config)}; pass AllocationCache(model.config) or no cache.")
+            return past_key_values
+        if past_key_values is None or (isinstance(past_key_values, Cache) and past_key_values.get_seq_length() == 0
+                                       and not getattr(past_key_values, "_is_user_defined", False)):
+            return AllocationCache(self.config)
+        raise ValueError(
+            f"AniraForCausalLM caches keys/values per recurrent iteration and exit depth, so it cannot use a "
+            f"{type(past_key_values).__name__}; pass no past_key_values (generate() then builds an "
+            "AllocationCache) or pass anira_lib.AllocationCache(model.config).")
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -303,13 +477,10 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
     ) -> AniraCausalLMOutput:
         """labels (B, T) follow the transformers convention: same positions as input_ids, shifted
         here, IGNORE_INDEX (-100) where unsupervised. The KL term averages over every non-pad token."""
-        if use_cache or past_key_values is not None:
-            raise NotImplementedError(
-                "AniraForCausalLM has no KV cache yet, so every step recomputes the whole sequence: "
-                "call generate(..., use_cache=False) (the default for this config) and pass no past_key_values.")
+        cache = self._allocation_cache(past_key_values) if (use_cache or past_key_values is not None) else None
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, exit_depths=exit_depths, depth_rule=depth_rule,
-                         halt_threshold=halt_threshold)
+                         halt_threshold=halt_threshold, past_key_values=cache)
         h = out.last_hidden_state
         logits = self.lm_head(h if not logits_to_keep else h[:, -logits_to_keep:])
         log_q = out.exit_log_probs
@@ -317,7 +488,7 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
         if self.config.decider != "none":
             kl_t = kl_to_prior(log_q, self.config.prior_lambda)
             if attention_mask is not None:
-                w = attention_mask.to(kl_t.dtype)
+                w = attention_mask[:, -kl_t.shape[1]:].to(kl_t.dtype)  # with a cache the mask also covers the past
                 kl = (kl_t * w).sum() / w.sum().clamp_min(1.0)
             else:
                 kl = kl_t.mean()
@@ -333,7 +504,7 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
             loss = ce if kl is None else ce + self.config.kl_beta * kl
         probs = log_q.exp()
         depths = torch.arange(1, probs.shape[-1] + 1, device=probs.device, dtype=probs.dtype)
-        return AniraCausalLMOutput(loss=loss, logits=logits, ce_loss=ce, kl_loss=kl,
+        return AniraCausalLMOutput(loss=loss, logits=logits, ce_loss=ce, kl_loss=kl, past_key_values=cache,
                                    exit_depths=out.exit_depths, exit_probs=probs,
                                    expected_depth=(probs * depths).sum(-1))
 

@@ -16,9 +16,9 @@ def save_figure(fig, path: str | Path) -> Path:
     from .io import _tmp_beside
 
     path = Path(path)
-    tmp = _tmp_beside(path).with_suffix(path.suffix)
+    tmp = _tmp_beside(path)
     try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=130, bbox_inches="tight")
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -205,10 +205,3 @@ def test_initial_depth_sets_starting_exit_distribution(decider, batch):
     assert model(ids).expected_depth.mean().item() == pytest.approx(5.0, abs=0.15)
     with pytest.raises(Exception, match="initial_depth"):
         AniraConfig(max_depth=4, initial_depth=4.0)
-
-
-def test_asking_for_a_cache_is_a_clear_error_not_a_silent_wrong_answer():
-    model = tiny_model().eval()
-    prompt = torch.randint(3, 40, (1, 5))
-    with pytest.raises(NotImplementedError, match="use_cache=False"):
-        model.generate(prompt, max_new_tokens=2, use_cache=True, pad_token_id=0)

@@ -46,4 +46,5 @@ def test_knob_plot_is_written(tmp_path):
     plot_knob_curves({"ANIRA-E": rows, "ANIRA-O": rows[::-1]}, "ℓ", train_max=3, path=path)
     img = mpimg.imread(path)
     assert img[..., :3].std() > 0.05
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no temporary file left behind
     assert depth_trend(rows) == pytest.approx(1.0)

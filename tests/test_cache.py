@@ -1,0 +1,205 @@
+"""Allocation-aware KV cache: cached decoding reproduces the full forward pass (Eq. 5 semantics) at
+mixed exit depths with left padding, generate() uses it untouched, the accounting adds up, and a
+deliberately wrong cache is caught by the same test."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from anira_lib import AllocationCache, AniraConfig, AniraForCausalLM
+from anira_lib.cache import PackedKVLayer
+
+B, T, PREFILL = 3, 10, 5
+
+
+def make_model(decider, seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = AniraConfig(vocab_size=13, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                      num_key_value_heads=2, max_depth=4, decider=decider, pad_token_id=0, **kw)
+    model = AniraForCausalLM(cfg).eval()
+    if model.model.decider is not None:
+        with torch.no_grad():  # spread the decider so that tokens exit at many different depths
+            model.model.decider.down.weight.normal_(0, 2.0)
+    return model
+
+
+def left_padded_batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 13, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, :3] = 0
+    mask[2, :1] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@torch.no_grad()
+def cached_pass(model, ids, mask, prefill=PREFILL):
+    """Prefill `prefill` tokens with mixed exits, then decode the rest one token at a time."""
+    cache = AllocationCache(model.config)
+    outs = [model(input_ids=ids[:, :prefill], attention_mask=mask[:, :prefill], past_key_values=cache)]
+    for t in range(prefill, ids.shape[1]):
+        outs.append(model(input_ids=ids[:, t:t + 1], attention_mask=mask[:, :t + 1], past_key_values=cache))
+    logits = torch.cat([o.logits for o in outs], 1)
+    depths = torch.cat([o.exit_depths for o in outs], 1)
+    return logits, depths, cache
+
+
+def max_cached_error(model):
+    ids, mask = left_padded_batch()
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask)
+    logits, depths, _ = cached_pass(model, ids, mask)
+    real = mask.bool()
+    assert torch.equal(depths[real], full.exit_depths[real])
+    return (logits[real] - full.logits[real]).abs().max().item(), full.exit_depths[real]
+
+
+@pytest.mark.parametrize("decider", ["early", "online", "none"])
+def test_cached_decoding_equals_full_forward(decider):
+    model = make_model(decider)
+    err, depths = max_cached_error(model)
+    assert err <= 1e-5
+    if decider != "none":
+        assert len(depths.unique()) >= 3  # the test really exercises mixed exits
+
+
+def test_forced_exit_depths_and_threshold_rule_are_cached_exactly():
+    model = make_model("online")
+    ids, mask = left_padded_batch(seed=3)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, depth_rule="threshold", halt_threshold=0.8)
+        cache = AllocationCache(model.config)
+        a = model(input_ids=ids[:, :4], attention_mask=mask[:, :4], past_key_values=cache, depth_rule="threshold",
+                  halt_threshold=0.8)
+        b = model(input_ids=ids[:, 4:], attention_mask=mask, past_key_values=cache, depth_rule="threshold",
+                  halt_threshold=0.8)  # several new tokens against a filled cache
+    real = mask.bool()
+    logits = torch.cat([a.logits, b.logits], 1)
+    assert (logits[real] - full.logits[real]).abs().max() <= 1e-5
+    forced = torch.randint(1, 5, (B, T))
+    with torch.no_grad():
+        full = make_model("early")(input_ids=ids, attention_mask=mask, exit_depths=forced)
+    model = make_model("early")
+    cache = AllocationCache(model.config)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, exit_depths=forced, past_key_values=cache)
+    assert (out.logits[real] - full.logits[real]).abs().max() <= 1e-5
+
+
+def test_wrong_frozen_keys_are_caught(monkeypatch):
+    """Serve a frozen token the key/value it produced at its last active iteration (from h_{d-1})
+    instead of the one from its frozen state h_d: the equivalence test must fail."""
+    original = AllocationCache.add_frozen
+
+    def stale(self, rows, keys, values, seq, valid, depth):
+        keys, values = keys.clone(), values.clone()
+        for b, j in valid.nonzero().tolist():
+            layer = self.layers[self.prelude_layers + int(depth[b, j]) - 1]
+            r = int(rows[b])
+            idx = int((layer.seq[r] == seq[b, j]).nonzero()[0])
+            keys[b, :, j], values[b, :, j] = layer.keys[r, :, idx], layer.values[r, :, idx]
+        original(self, rows, keys, values, seq, valid, depth)
+
+    for decider in ("early", "online"):
+        assert max_cached_error(make_model(decider))[0] <= 1e-5
+    monkeypatch.setattr(AllocationCache, "add_frozen", stale)
+    for decider in ("early", "online"):
+        assert max_cached_error(make_model(decider))[0] > 1e-3
+
+
+def test_cache_holds_only_what_exit_depths_need():
+    model = make_model("early")
+    ids, mask = left_padded_batch()
+    _, depths, cache = cached_pass(model, ids, mask)
+    real = mask.bool()
+    d = depths[real].float()
+    P, D, C = 1, 4, 1
+    per_token = P + C + d + (d < D).float()  # the frozen entry of tokens that exit early
+    report = cache.memory_report()
+    assert report["tokens"] == int(real.sum())
+    assert report["bytes_used"] / report["bytes_fixed_depth"] == pytest.approx(float(per_token.sum()) / (real.sum() * (P + D + C)))
+    assert report["used_over_fixed"] == pytest.approx(report["predicted_over_fixed"], rel=1e-6)
+    assert report["bytes_held"] >= report["bytes_used"]
+    assert cache.block_calls == int(d.sum())  # iterations actually run = Σ exit depths
+    assert torch.equal(cache.exit_depths[real], depths[real]) and (cache.exit_depths[~real] == 0).all()
+
+
+def test_reorder_select_repeat_crop_keep_exit_depths_in_step():
+    model = make_model("online")
+    ids, mask = left_padded_batch()
+    _, _, cache = cached_pass(model, ids, mask)
+    depths = cache.exit_depths.clone()
+    counts = [layer.count.clone() for layer in cache.layers]
+    cache.reorder_cache(torch.tensor([2, 0, 1]))
+    assert torch.equal(cache.exit_depths, depths[[2, 0, 1]])
+    assert all(torch.equal(layer.count, c[[2, 0, 1]]) for layer, c in zip(cache.layers, counts))
+    cache.batch_select_indices(torch.tensor([1, 2]))
+    assert torch.equal(cache.exit_depths, depths[[0, 1]]) and cache.batch_size == 2
+    cache.batch_repeat_interleave(2)
+    assert torch.equal(cache.exit_depths, depths[[0, 0, 1, 1]])
+    cache.crop(-3)
+    assert cache.get_seq_length() == T - 3 and cache.exit_depths.shape == (4, T - 3)
+    for layer in cache.layers:
+        assert not (layer.seq >= T - 3).any() and torch.equal(layer.count, (layer.seq >= 0).sum(1))
+
+
+def test_crop_then_continue_matches_full_forward():
+    """Assisted decoding crops rejected tokens and continues: the result must still be exact."""
+    model = make_model("early")
+    ids, mask = left_padded_batch()
+    wrong = ids.clone()
+    wrong[:, 7:] = (wrong[:, 7:] % 12) + 1
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask)
+        cache = AllocationCache(model.config)
+        model(input_ids=wrong, attention_mask=mask, past_key_values=cache)
+        cache.crop(-3)
+        out = model(input_ids=ids[:, 7:], attention_mask=mask, past_key_values=cache)
+    assert (out.logits - full.logits[:, 7:]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("decider", ["early", "online"])
+def test_generate_uses_the_cache_out_of_the_box(decider, tmp_path):
+    make_model(decider).save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids, mask = left_padded_batch()
+    kw = dict(attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    cached = model.generate(ids, **kw, return_dict_in_generate=True)
+    assert isinstance(cached.past_key_values, AllocationCache)
+    assert torch.equal(cached.sequences, model.generate(ids, **kw, use_cache=False))  # greedy
+    beams = dict(num_beams=3, do_sample=False)
+    assert torch.equal(model.generate(ids, **kw, **beams), model.generate(ids, **kw, **beams, use_cache=False))
+    torch.manual_seed(5)
+    sampled = model.generate(ids, **kw, do_sample=True)
+    torch.manual_seed(5)
+    assert torch.equal(sampled, model.generate(ids, **kw, do_sample=True, use_cache=False))
+
+
+def test_foreign_or_mismatched_caches_are_refused():
+    model = make_model("early")
+    ids, mask = left_padded_batch()
+    with pytest.raises(ValueError, match="cannot use a DynamicCache"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=2, past_key_values=DynamicCache(config=model.config))
+    other = AniraConfig(vocab_size=13, hidden_size=32, intermediate_size=64, num_attention_heads=4, max_depth=6)
+    with pytest.raises(ValueError, match=r"built for \(P, D, C, kv_heads, head_dim\)"):
+        model(input_ids=ids, attention_mask=mask, past_key_values=AllocationCache(other))
+    with pytest.raises(NotImplementedError, match="use depth_rule='median'"):
+        make_model("online")(input_ids=ids, past_key_values=AllocationCache(make_model("online").config),
+                             depth_rule="mode")
+    with pytest.raises(RuntimeError, match="driven by AniraModel"):
+        AllocationCache(model.config).update(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 8), 0)
+    with pytest.raises(RuntimeError):
+        PackedKVLayer().update(torch.zeros(1), torch.zeros(1))
+
+
+@pytest.mark.parametrize("decider", ["early", "online"])
+def test_full_rule_runs_every_token_to_depth_d(decider):
+    model = make_model(decider)
+    ids, mask = left_padded_batch()
+    cache = AllocationCache(model.config)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, depth_rule="full", past_key_values=cache)
+        ref = model(input_ids=ids, attention_mask=mask, exit_depths=torch.full((B, T), 4))
+    assert (out.exit_depths[mask.bool()] == 4).all()
+    assert (out.logits - ref.logits)[mask.bool()].abs().max() <= 1e-5
+    assert cache.memory_report()["used_over_fixed"] == 1.0
