@@ -11,10 +11,11 @@ Layer slots: prelude 0..P-1, recurrent iteration i (1-based) P+i-1, coda P+D..P+
 So the cache holds P + C + d_t + [d_t < D] entries per token instead of P + D + C:
 bytes held / fixed-depth bytes ≈ (P + C + d̄ + f) / (P + D + C), f = share of tokens with d_t < D.
 
-Storage is dense tensors per slot, (B, kv_heads, capacity, head_dim): entries of a row are packed in
-the order they arrive (a slot stores only the tokens that ran it), with the sequence index of each
-entry beside them. Attention is order-free given the mask, so iteration i's keys are simply
-[slot i entries] + [frozen entries of tokens with d < i], masked causally by sequence index.
+Storage is one dense pool per slot, (entries, kv_heads, head_dim), shared by the rows of the batch
+(a slot stores only the tokens that ran it, so rows are never padded to each other), with each
+entry's row and sequence index beside it. Attention is order-free given the mask, so iteration i's
+keys are simply [slot i entries] + [frozen entries of tokens with d < i], masked causally by sequence
+index; the rows' keys are gathered from the pool for each layer call.
 
 The model drives the cache: before each layer call it calls `begin(slot, rows, query_seq, iteration)`
 (which rows run, which tokens are queries) and passes the returned mask to the transformers layer;
@@ -27,13 +28,14 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-CHUNK = 32  # capacity grows in steps of this many entries (bytes held stay close to bytes used)
+MIN_GROWTH = 64  # capacity grows by max(MIN_GROWTH, capacity / 32) entries: held bytes stay within ~3% of used
 
 
 class PackedKVLayer(CacheLayerMixin):
-    """One slot: keys/values (B, kv_heads, capacity, head_dim), seq (B, capacity) sequence index of
-    each entry (-1: empty), count (B,) entries per row, tag (B, capacity) an int per entry (the
-    exit depth, for the frozen store)."""
+    """One slot as a pool of entries shared by all rows, so no row is padded to another's length:
+    keys/values (capacity, kv_heads, head_dim); row, seq (sequence index) and tag (an int per entry:
+    the exit depth, in the frozen store) of shape (capacity,); the first `n` entries are in use.
+    A small int table `index` (B, width) lists each row's pool positions (`counts` (B,) of them)."""
 
     is_compileable = False
     is_croppable = True
@@ -41,99 +43,115 @@ class PackedKVLayer(CacheLayerMixin):
 
     def __init__(self):
         super().__init__()
-        self.seq = self.tag = self.count = None
+        self.row = self.seq = self.tag = self.index = self.counts = None
+        self.n = 0
 
     def lazy_initialization(self, key_states, value_states):
         B, h, _, hd = key_states.shape
         self.dtype, self.device = key_states.dtype, key_states.device
-        self.keys = key_states.new_zeros(B, h, 0, hd)
-        self.values = value_states.new_zeros(B, h, 0, hd)
-        self.seq = torch.full((B, 0), -1, dtype=torch.long, device=self.device)
-        self.tag = torch.zeros((B, 0), dtype=torch.long, device=self.device)
-        self.count = torch.zeros(B, dtype=torch.long, device=self.device)
+        self.keys = key_states.new_zeros(0, h, hd)
+        self.values = value_states.new_zeros(0, h, hd)
+        self.row, self.seq, self.tag = (torch.zeros(0, dtype=torch.long, device=self.device) for _ in range(3))
+        self.index = torch.zeros(B, 0, dtype=torch.long, device=self.device)
+        self.counts = torch.zeros(B, dtype=torch.long, device=self.device)
+        self.n = 0
         self.is_initialized = True
 
-    def _ensure_capacity(self, needed: int):
-        cap = self.keys.shape[2]
-        if needed <= cap:
-            return
-        grow = ((needed - cap + CHUNK - 1) // CHUNK) * CHUNK
-        B, h, _, hd = self.keys.shape
-        self.keys = torch.cat([self.keys, self.keys.new_zeros(B, h, grow, hd)], dim=2)
-        self.values = torch.cat([self.values, self.values.new_zeros(B, h, grow, hd)], dim=2)
-        self.seq = torch.cat([self.seq, self.seq.new_full((B, grow), -1)], dim=1)
-        self.tag = torch.cat([self.tag, self.tag.new_zeros(B, grow)], dim=1)
-
-    def destinations(self, rows, valid):
-        """Where the valid entries (B', a) of `rows` will be written: (B', a) indices into capacity."""
-        return self.count[rows].unsqueeze(1) + valid.long().cumsum(1) - 1
+    def _ensure_capacity(self, needed: int, width: int):
+        cap = self.keys.shape[0]
+        if needed > cap:
+            grow = max(needed - cap, MIN_GROWTH, cap // 32)
+            self.keys = torch.cat([self.keys, self.keys.new_zeros(grow, *self.keys.shape[1:])])
+            self.values = torch.cat([self.values, self.values.new_zeros(grow, *self.values.shape[1:])])
+            self.row, self.seq, self.tag = (torch.cat([t, t.new_zeros(grow)]) for t in (self.row, self.seq, self.tag))
+        if width > self.index.shape[1]:
+            grow = max(width - self.index.shape[1], MIN_GROWTH)
+            self.index = torch.cat([self.index, self.index.new_zeros(self.index.shape[0], grow)], dim=1)
 
     def append(self, rows, keys, values, seq, valid, tag=None):
-        """Store the valid entries: keys/values (B', h, a, hd), seq/valid/tag (B', a)."""
-        if not self.is_initialized:
-            raise RuntimeError("append before initialisation")
-        dest = self.destinations(rows, valid)
-        n_new = valid.long().sum(1)
-        if n_new.numel():
-            self._ensure_capacity(int((self.count[rows] + n_new).max()))
+        """Store the valid entries: keys/values (B', h, a, hd); seq, valid, tag (B', a); rows (B',).
+        They take pool positions n, n+1, ... in row-major order of `valid`."""
         b, j = valid.nonzero(as_tuple=True)
-        r, d = rows[b], dest[b, j]
-        self.keys[r, :, d] = keys.transpose(1, 2)[b, j].to(self.keys.dtype)
-        self.values[r, :, d] = values.transpose(1, 2)[b, j].to(self.values.dtype)
-        self.seq[r, d] = seq[b, j]
-        if tag is not None:
-            self.tag[r, d] = tag[b, j]
-        self.count[rows] += n_new
+        m = b.numel()
+        per_row = valid.long().sum(1)
+        width = int((self.counts[rows] + per_row).max()) if rows.numel() else 0
+        self._ensure_capacity(self.n + m, width)
+        end = self.n + m
+        self.keys[self.n:end] = keys.transpose(1, 2)[b, j].to(self.keys.dtype)
+        self.values[self.n:end] = values.transpose(1, 2)[b, j].to(self.values.dtype)
+        self.row[self.n:end] = rows[b]
+        self.seq[self.n:end] = seq[b, j]
+        self.tag[self.n:end] = 0 if tag is None else tag[b, j]
+        column = self.counts[rows].unsqueeze(1) + valid.long().cumsum(1) - 1
+        self.index[rows[b], column[b, j]] = torch.arange(self.n, end, device=self.device)
+        self.counts[rows] += per_row
+        self.n = end
 
-    def view(self, rows, length: int):
-        """keys, values (B', h, length, hd) and seq, tag (B', length) of `rows` (seq -1 = empty)."""
-        self._ensure_capacity(length)
-        if rows.numel() == self.keys.shape[0]:  # every row (rows are sorted and unique): views, no copy
-            return self.keys[:, :, :length], self.values[:, :, :length], self.seq[:, :length], self.tag[:, :length]
-        return (self.keys[rows, :, :length], self.values[rows, :, :length], self.seq[rows, :length],
-                self.tag[rows, :length])
+    def layout(self, rows, every_row: bool = False):
+        """Pool positions of each row's entries: idx (B', L) (padding points at entry 0) and ok (B', L).
+        every_row: `rows` is arange(B), so the table is sliced instead of gathered."""
+        counts = self.counts[rows]
+        length = int(counts.max()) if counts.numel() else 0
+        idx = self.index[:, :length] if every_row else self.index[rows, :length]
+        ok = torch.arange(length, device=rows.device).unsqueeze(0) < counts.unsqueeze(1)
+        return idx.masked_fill(~ok, 0), ok
+
+    def gather(self, idx):
+        """keys, values (B', h, L, hd) at pool positions idx (B', L)."""
+        return self.keys[idx].transpose(1, 2), self.values[idx].transpose(1, 2)
+
+    def _rebuild(self, positions, new_rows, batch: int):
+        """Keep only the entries at `positions`, owned by `new_rows`; rebuild the row index."""
+        self.keys, self.values = self.keys[positions], self.values[positions]
+        self.seq, self.tag, self.row = self.seq[positions], self.tag[positions], new_rows
+        self.n = positions.numel()
+        sel = self.row.unsqueeze(0) == torch.arange(batch, device=self.device).unsqueeze(1)
+        self.counts = sel.sum(1)
+        width = int(self.counts.max()) if batch and self.n else 0
+        self.index = torch.sort((~sel).to(torch.int8), dim=1, stable=True).indices[:, :width]
+
+    def select_rows(self, mapping):
+        """New row r holds a copy of old row mapping[r] (reorder, select, repeat)."""
+        if self.is_initialized:
+            mapping = mapping.to(self.device)
+            idx, ok = self.layout(mapping)
+            r, c = ok.nonzero(as_tuple=True)
+            self._rebuild(idx[r, c], r, mapping.numel())
+
+    def reorder_cache(self, beam_idx):
+        self.select_rows(beam_idx)
+
+    def batch_select_indices(self, indices):
+        self.select_rows(indices)
+
+    def batch_repeat_interleave(self, repeats: int):
+        if self.is_initialized:
+            batch = self.counts.numel()
+            self.select_rows(torch.arange(batch, device=self.device).repeat_interleave(repeats))
+
+    def crop(self, keep_seq: int):
+        """Forget the entries of sequence index >= keep_seq."""
+        if self.is_initialized:
+            keep = (self.seq[: self.n] < keep_seq).nonzero().flatten()
+            self._rebuild(keep, self.row[keep], self.counts.numel())
 
     # -- the generic Cache layer protocol -------------------------------------------------
     def update(self, key_states, value_states, *args, **kwargs):
         raise RuntimeError("AllocationCache slots are written through AllocationCache.update, driven by AniraModel.")
 
     def get_seq_length(self) -> int:
-        return int(self.count.max()) if self.is_initialized and self.count.numel() else 0
+        return self.n
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.get_seq_length() + query_length, 0
+        return self.n + query_length, 0
 
     def get_max_length(self) -> int:
         return -1
 
-    def _map(self, fn):
-        if self.is_initialized:
-            self.keys, self.values = fn(self.keys), fn(self.values)
-            self.seq, self.tag, self.count = fn(self.seq), fn(self.tag), fn(self.count)
-
-    def reorder_cache(self, beam_idx):
-        self._map(lambda t: t.index_select(0, beam_idx.to(t.device)))
-
-    def batch_select_indices(self, indices):
-        self._map(lambda t: t[indices.to(t.device)])
-
-    def batch_repeat_interleave(self, repeats: int):
-        self._map(lambda t: t.repeat_interleave(repeats, dim=0))
-
-    def crop(self, keep_seq: int):
-        """Forget entries of sequence index >= keep_seq and pack the rest to the front of each row
-        (frozen entries arrive by exit time, not in sequence order, so holes can be anywhere)."""
-        if self.is_initialized:
-            seq = self.seq.masked_fill(self.seq >= keep_seq, -1)
-            order = torch.sort((seq < 0).to(torch.int8), dim=1, stable=True).indices
-            idx = order[:, None, :, None].expand_as(self.keys)
-            self.keys, self.values = self.keys.gather(2, idx), self.values.gather(2, idx)
-            self.seq, self.tag = seq.gather(1, order), self.tag.gather(1, order)
-            self.count = (self.seq >= 0).sum(1)
-
     def reset(self):
         self.is_initialized = False
-        self.keys = self.values = self.seq = self.tag = self.count = None
+        self.keys = self.values = self.row = self.seq = self.tag = self.index = self.counts = None
+        self.n = 0
 
     def bytes_held(self) -> int:
         if not self.is_initialized:
@@ -141,7 +159,7 @@ class PackedKVLayer(CacheLayerMixin):
         return self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
 
     def entries(self) -> int:
-        return int(self.count.sum()) if self.is_initialized else 0
+        return self.n if self.is_initialized else 0
 
 
 class AllocationCache(Cache):
@@ -171,42 +189,43 @@ class AllocationCache(Cache):
     # -- driving a layer call -------------------------------------------------------------
     def begin(self, slot: int, rows, query_seq, query_valid, iteration: int | None, dtype) -> torch.Tensor:
         """Arm `slot` for one layer call by `rows` (B',) with queries at sequence indices query_seq
-        (B', a) (query_valid marks real ones). Returns the additive attention mask (B', 1, a, keys)."""
+        (B', a) (query_valid marks real ones). Returns the additive attention mask (B', 1, a, keys)
+        over the keys `update` will return: the slot's entries of these rows, the queries' own new
+        entries, then (recurrent slots) the frozen entries of tokens that exited before `iteration`."""
         layer = self.layers[slot]
         if not layer.is_initialized:
             raise RuntimeError("call AllocationCache.initialise(...) before the first layer call")
-        n_after = int((layer.count[rows] + query_valid.long().sum(1)).max()) if len(rows) else 0
-        _, _, seq, _ = layer.view(rows, n_after)
-        seq = seq.clone()
-        b, j = query_valid.nonzero(as_tuple=True)
-        seq[b, layer.destinations(rows, query_valid)[b, j]] = query_seq[b, j]
-        ok = seq >= 0
-        key_seq = seq
-        n_frozen = 0
-        if iteration is not None and self.is_recurrent_slot(slot):
-            n_frozen = int(self.frozen.count[rows].max()) if len(rows) else 0
-            _, _, fseq, ftag = self.frozen.view(rows, n_frozen)
-            key_seq = torch.cat([seq, fseq], dim=1)
-            ok = torch.cat([ok, (fseq >= 0) & (ftag < iteration)], dim=1)
+        every_row = rows.numel() == layer.counts.numel()  # rows come sorted and unique from the model
+        idx, ok = layer.layout(rows, every_row)
+        new = layer.n + query_valid.reshape(-1).long().cumsum(0).view_as(query_valid) - 1
+        idx = torch.cat([idx, new.masked_fill(~query_valid, 0)], dim=1)
+        ok = torch.cat([ok, query_valid], dim=1)
+        key_seq = torch.cat([layer.seq[idx[:, : idx.shape[1] - query_seq.shape[1]]], query_seq], dim=1)
+        frozen_idx = None
+        if iteration is not None and self.is_recurrent_slot(slot) and self.frozen.n:
+            frozen_idx, f_ok = self.frozen.layout(rows, every_row)
+            f_ok = f_ok & (self.frozen.tag[frozen_idx] < iteration)
+            ok = torch.cat([ok, f_ok], dim=1)
+            key_seq = torch.cat([key_seq, self.frozen.seq[frozen_idx]], dim=1)
         allowed = ok.unsqueeze(1) & (key_seq.unsqueeze(1) <= query_seq.unsqueeze(2))
         allowed = torch.where(query_valid.unsqueeze(2), allowed, ok.unsqueeze(1))  # padding queries: any key
-        self._armed = (slot, rows, query_seq, query_valid, n_after, n_frozen)
+        self._armed = (slot, rows, query_seq, query_valid, idx, frozen_idx)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
         return mask.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
 
     def update(self, key_states, value_states, layer_idx: int = 0, *args, **kwargs):
         """Called by the attention of the armed layer: store the valid queries' keys/values, return
-        the keys/values to attend to (slot entries, then frozen entries for recurrent slots)."""
+        the keys/values to attend to, in the order `begin` laid out."""
         if self._armed is None:
             raise RuntimeError("AllocationCache is driven by AniraModel's cached forward; it cannot be used "
                                "by another model's layers.")
-        slot, rows, query_seq, query_valid, n_after, n_frozen = self._armed
+        slot, rows, query_seq, query_valid, idx, frozen_idx = self._armed
         self._armed = None
         layer = self.layers[slot]
         layer.append(rows, key_states, value_states, query_seq, query_valid)
-        k, v, _, _ = layer.view(rows, n_after)
-        if n_frozen:
-            fk, fv, _, _ = self.frozen.view(rows, n_frozen)
+        k, v = layer.gather(idx)
+        if frozen_idx is not None:
+            fk, fv = self.frozen.gather(frozen_idx)
             k, v = torch.cat([k, fk], dim=2), torch.cat([v, fv], dim=2)
         return k, v
 
@@ -229,20 +248,23 @@ class AllocationCache(Cache):
     def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
         return self.seen + query_length, 0
 
-    def reorder_cache(self, beam_idx):
-        super().reorder_cache(beam_idx)
+    def _select_rows(self, mapping):
+        """New row r holds old row mapping[r], in every slot and in exit_depths."""
+        for layer in self.layers:
+            layer.select_rows(mapping)
         if self.exit_depths is not None:
-            self.exit_depths = self.exit_depths.index_select(0, beam_idx.to(self.exit_depths.device))
+            self.exit_depths = self.exit_depths[mapping.to(self.exit_depths.device)]
+
+    def reorder_cache(self, beam_idx):
+        self._select_rows(beam_idx)
 
     def batch_select_indices(self, indices):
-        super().batch_select_indices(indices)
-        if self.exit_depths is not None:
-            self.exit_depths = self.exit_depths[indices.to(self.exit_depths.device)]
+        self._select_rows(indices)
 
     def batch_repeat_interleave(self, repeats: int):
-        super().batch_repeat_interleave(repeats)
         if self.exit_depths is not None:
-            self.exit_depths = self.exit_depths.repeat_interleave(repeats, dim=0)
+            batch = self.exit_depths.shape[0]
+            self._select_rows(torch.arange(batch, device=self.exit_depths.device).repeat_interleave(repeats))
 
     def crop(self, tokens_to_remove: int):
         """Drop the last tokens (a negative count, as transformers passes it, or a new length >= 0)."""
@@ -267,7 +289,7 @@ class AllocationCache(Cache):
         layer = self.layers[0]
         if not layer.is_initialized or self.exit_depths is None:
             return {}
-        h, hd = layer.keys.shape[1], layer.keys.shape[3]
+        h, hd = layer.keys.shape[1], layer.keys.shape[2]
         entry = 2 * h * hd * layer.keys.element_size()
         depths = self.exit_depths[self.exit_depths > 0].float()
         tokens = depths.numel()

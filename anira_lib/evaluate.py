@@ -116,13 +116,14 @@ def kl_to_exact(next_probs: np.ndarray, exact: np.ndarray, token_ids) -> np.ndar
 def generation_validity(model, prompt, check, n: int = 32, max_new_tokens: int = 450, eos_id: int = 4,
                         pad_id: int = 0, seed: int = 0) -> dict:
     """Sample `n` continuations of `prompt` (a list of ids ending where a new sentence starts) up to
-    EOS with `generate()`; returns the share that `check(tokens)` accepts and the sentences."""
+    EOS with `generate()` (allocation-aware cache); returns the share `check(tokens)` accepts and the
+    sentences."""
     model.eval()
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     ids = torch.tensor([prompt] * n, device=device)
     out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, max_new_tokens=max_new_tokens,
-                         use_cache=False, eos_token_id=eos_id, pad_token_id=pad_id, suppress_tokens=[pad_id])
+                         eos_token_id=eos_id, pad_token_id=pad_id, suppress_tokens=[pad_id])
     sentences, valid = [], 0
     for row in out[:, len(prompt):].tolist():
         finished = eos_id in row

@@ -95,9 +95,9 @@ def test_wrong_frozen_keys_are_caught(monkeypatch):
         keys, values = keys.clone(), values.clone()
         for b, j in valid.nonzero().tolist():
             layer = self.layers[self.prelude_layers + int(depth[b, j]) - 1]
-            r = int(rows[b])
-            idx = int((layer.seq[r] == seq[b, j]).nonzero()[0])
-            keys[b, :, j], values[b, :, j] = layer.keys[r, :, idx], layer.values[r, :, idx]
+            mine = (layer.row[: layer.n] == rows[b]) & (layer.seq[: layer.n] == seq[b, j])
+            idx = int(mine.nonzero()[0])
+            keys[b, :, j], values[b, :, j] = layer.keys[idx], layer.values[idx]
         original(self, rows, keys, values, seq, valid, depth)
 
     for decider in ("early", "online"):
@@ -129,18 +129,23 @@ def test_reorder_select_repeat_crop_keep_exit_depths_in_step():
     ids, mask = left_padded_batch()
     _, _, cache = cached_pass(model, ids, mask)
     depths = cache.exit_depths.clone()
-    counts = [layer.count.clone() for layer in cache.layers]
+
+    def per_row(layer, batch):
+        return torch.bincount(layer.row[: layer.n], minlength=batch)
+
+    counts = [per_row(layer, B) for layer in cache.layers]
     cache.reorder_cache(torch.tensor([2, 0, 1]))
     assert torch.equal(cache.exit_depths, depths[[2, 0, 1]])
-    assert all(torch.equal(layer.count, c[[2, 0, 1]]) for layer, c in zip(cache.layers, counts))
+    assert all(torch.equal(per_row(layer, B), c[[2, 0, 1]]) for layer, c in zip(cache.layers, counts))
     cache.batch_select_indices(torch.tensor([1, 2]))
     assert torch.equal(cache.exit_depths, depths[[0, 1]]) and cache.batch_size == 2
     cache.batch_repeat_interleave(2)
     assert torch.equal(cache.exit_depths, depths[[0, 0, 1, 1]])
+    assert all(torch.equal(per_row(layer, 4), c[[0, 0, 1, 1]]) for layer, c in zip(cache.layers, counts))
     cache.crop(-3)
     assert cache.get_seq_length() == T - 3 and cache.exit_depths.shape == (4, T - 3)
     for layer in cache.layers:
-        assert not (layer.seq >= T - 3).any() and torch.equal(layer.count, (layer.seq >= 0).sum(1))
+        assert not (layer.seq[: layer.n] >= T - 3).any()
 
 
 def test_crop_then_continue_matches_full_forward():
