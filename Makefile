@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: env demo test test-fast bench notebooks lab clean
+.PHONY: env demo test test-fast bench clrs-eval notebooks lab clean
 
 env: $(STAMP)
 
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps dm-clrs==2.0.3
 	touch $(STAMP)
 
 ## demo: trains ANIRA-E and ANIRA-O on MANO (CPU default), prints accuracy and d̄ per ℓ, writes figures/fig2_left_mano.png
@@ -28,6 +29,10 @@ test-fast: env
 
 bench: env
 	$(PY) benchmarks/train_throughput.py
+
+## clrs-eval: generate and cache the full CLRS-Text evaluation split (dm-clrs 2.0.3) under data/clrs/
+clrs-eval: env
+	$(PY) -m anira_lib.tasks.clrs --split eval
 
 ## notebooks: .ipynb copies of the jupytext sources, for JupyterLab (ignored by git)
 notebooks: env

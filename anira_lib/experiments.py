@@ -105,3 +105,34 @@ def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | P
     atomic_write_npz(out_dir / "lano_eval.npz", arrays)
     atomic_write_json(out_dir / "lano_summary.json", summary)
     return {"summary": summary, "arrays": arrays}
+
+
+def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair: int = 125,
+                  figure_path: str | Path | None = None, representative: list[str] | None = None,
+                  all_tasks_path: str | Path | None = None) -> dict[str, list[dict]]:
+    """CLRS-Text evaluation per (algorithm, size): exact-match accuracy and answer-token d̄, with the
+    task, whether the size is a training size, and the share of evaluation questions seen in training.
+    Writes `out_dir/clrs_results.json`, allocation dumps, and Fig. 3 / Fig. 7 style figures."""
+    from .clrs_text import task_of
+    from .plots import plot_task_size_grid
+
+    task = next(iter(runs.values())).task
+    pairs = task.eval_pairs()
+    trained = set(task._pairs)
+    overlap = {p: task.overlap(p) for p in pairs}
+    results = {}
+    for name, run in runs.items():
+        rows = evaluate_knobs(run.model, task, pairs, n_per_knob=n_per_pair,
+                              dump_path=Path(out_dir) / f"allocations_{VARIANTS.get(name, name)}.jsonl")
+        for r in rows:
+            algorithm, size = r.pop("knob")
+            r.update(algorithm=algorithm, size=size, task=task_of(algorithm), train=(algorithm, size) in trained,
+                     overlap=overlap[(algorithm, size)])
+        results[name] = rows
+    atomic_write_json(Path(out_dir) / "clrs_results.json", results)
+    names = sorted({r["task"] for rows in results.values() for r in rows})
+    if figure_path is not None:
+        plot_task_size_grid(results, (representative or names)[:4], figure_path, "CLRS-Text (Fig. 3 style)")
+    if all_tasks_path is not None:
+        plot_task_size_grid(results, names, all_tasks_path, "CLRS-Text, every task (Fig. 7 style)")
+    return results

@@ -60,13 +60,16 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_save_pretrained(model, folder: str | os.PathLike) -> None:
-    """`save_pretrained` into a temporary sibling folder, then swap it into place."""
+def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None) -> None:
+    """`save_pretrained` (and `extra(folder)`, e.g. a tokenizer) into a temporary sibling folder, then
+    swap it into place."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         model.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
         old = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)

@@ -92,3 +92,47 @@ def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: str | Path | None = None,
+                        title: str = ""):
+    """CLRS style (Fig. 3 / 7): one column per task, accuracy (top) and answer d̄ (bottom) vs input size.
+
+    results: {"ANIRA-E": rows, ...}, rows with task, size, accuracy, mean_depth, n and train (size is a
+    training size); algorithms of one task are pooled (weighted by n). Training sizes are marked."""
+    import numpy as np
+
+    fig, axes = plt.subplots(2, len(tasks), figsize=(2.6 * len(tasks) + 0.6, 4.6), squeeze=False, sharex="col")
+    for col, task in enumerate(tasks):
+        ax_acc, ax_d = axes[0, col], axes[1, col]
+        train_sizes = set()
+        for name, rows in results.items():
+            mine = [r for r in rows if r["task"] == task]
+            sizes = sorted({r["size"] for r in mine})
+            train_sizes |= {r["size"] for r in mine if r["train"]}
+            pooled = []
+            for s in sizes:
+                at = [r for r in mine if r["size"] == s]
+                w = np.array([r["n"] for r in at], dtype=float)
+                pooled.append((np.average([r["accuracy"] for r in at], weights=w),
+                               np.average([r["mean_depth"] for r in at], weights=w)))
+            style = dict(VARIANT_STYLE.get(name, {}), markersize=3)
+            ax_acc.plot(sizes, [100 * a for a, _ in pooled], label=name, **style)
+            ax_d.plot(sizes, [d for _, d in pooled], label=name, **style)
+        for ax in (ax_acc, ax_d):
+            for s in sorted(train_sizes):
+                ax.axvline(s, color="k", alpha=0.12, lw=3)
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_acc.set_title(task, fontsize=9)
+        ax_acc.set_ylim(-2, 102)
+        ax_d.set_xlabel("input size n")
+    axes[0, 0].set_ylabel("accuracy (%)")
+    axes[1, 0].set_ylabel("d̄ (answer tokens)")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    if title:
+        fig.suptitle(title + "  (grey bars: training sizes)", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

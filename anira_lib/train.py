@@ -222,7 +222,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             save_checkpoint(done)
     bar.close()
     if rank == 0:
-        atomic_save_pretrained(model, out_dir / "model")
+        atomic_save_pretrained(model, out_dir / "model", getattr(task, "save_pretrained", None))
     if writer is not None:
         writer.close()
     if distributed:

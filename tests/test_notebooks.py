@@ -16,6 +16,9 @@ TINY = {
     "03_depo": dict(steps=20, batch_size=16, eval_per_knob=8, max_k=3, hidden_size=32, intermediate_size=64),
     "04_lano": dict(steps=10, batch_size=2, window=160, eval_windows=4, generations=2, hidden_size=32,
                     intermediate_size=64),
+    "05_clrs": dict(algorithms=["minimum", "insertion_sort"], train_sizes={"minimum": [4, 5], "insertion_sort": [4]},
+                    eval_sizes={"minimum": [4, 5, 6], "insertion_sort": [4, 5]}, train_samples=50, eval_per_pair=5,
+                    steps=10, batch_size=4, hidden_size=32, intermediate_size=64),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
@@ -37,6 +40,8 @@ def assert_not_blank(png: Path):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_notebook_runs_with_tiny_parameters(name, tmp_path):
     params = {**TINY[name], "out_dir": str(tmp_path / "run"), "figure_dir": str(tmp_path / "figures")}
+    if name == "05_clrs":
+        params["data_dir"] = str(tmp_path / "data")
     executed = run_notebook(name, params, output_dir=tmp_path / "executed", cwd=Path.cwd())
     nb = json.loads(executed.read_text())
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -72,7 +77,18 @@ def _check_table1(run):
         assert -1 <= r["spearman"] <= 1 and r["spearman_ci"][0] <= r["spearman_ci"][1] and r["n_tokens"] > 100
 
 
-CHECKS = {"01_mano": _check_knob_results, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+def _check_clrs(run):
+    results = json.loads((run / "clrs_results.json").read_text())
+    for rows in results.values():
+        assert {(r["algorithm"], r["size"]) for r in rows} == {("minimum", 4), ("minimum", 5), ("minimum", 6),
+                                                              ("insertion_sort", 4), ("insertion_sort", 5)}
+        assert {r["task"] for r in rows} == {"minimum", "sort"}
+        assert [r["train"] for r in rows if r["algorithm"] == "minimum"] == [True, True, False]
+        assert all(0 <= r["accuracy"] <= 1 and 1 <= r["mean_depth"] <= 4 and 0 <= r["overlap"] <= 1 for r in rows)
+    assert (run / "early" / "model" / "clrs_tokenizer.json").exists()
+
+
+CHECKS = {"01_mano": _check_knob_results, "05_clrs": _check_clrs, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 

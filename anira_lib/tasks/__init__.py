@@ -6,11 +6,12 @@ import dataclasses
 
 from .base import Example, collate, rng_for
 from .brevo import BrevoTask
+from .clrs import ClrsTask
 from .depo import DepoTask
 from .lano import LanoTask
 from .mano import ManoTask
 
-TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask, "lano": LanoTask}
+TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask, "lano": LanoTask, "clrs": ClrsTask}
 
 
 def get_task(name: str, **knobs):
@@ -25,4 +26,4 @@ def get_task(name: str, **knobs):
     return cls(**knobs)
 
 
-__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask", "LanoTask"]
+__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask", "LanoTask", "ClrsTask"]

@@ -1,0 +1,250 @@
+"""CLRS-Text as a task: cached splits from dm-clrs, a character tokenizer, multitask sampling.
+
+Splits (specs/clrs_text.md): train = seed 0, `train_samples` per (algorithm, size) at dm-clrs's
+training sizes; eval = seeds (3, 14, 35, 81, 94), `eval_samples` each, every size 4..max. Each
+(split, algorithm, size, seed) is generated once into `data/clrs/` as JSONL with a sha256 sidecar;
+a file whose hash does not match is regenerated, never read. `prepare_splits` fills the cache in
+parallel with a progress bar (`python -m anira_lib.tasks.clrs --split eval`).
+
+Sequence: BOS, the question's characters, the answer's characters, EOS; supervision on the answer
+and EOS (answer-only loss). The knob is the input size; `meta` holds the algorithm and its task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import clrs_text
+from ..io import atomic_write_text
+from .base import Example, TaskSampler
+
+PAD, BOS, EOS = 0, 1, 2
+SPECIAL = ("<pad>", "<bos>", "<eos>")
+DEFAULT_DIR = Path("data/clrs")
+
+
+# ----------------------------------------------------------------------------- the on-disk cache
+
+def cache_file(root: Path, split: str, algorithm: str, size: int, seed: int, count: int) -> Path:
+    return Path(root) / split / f"{algorithm}_n{size}_seed{seed}_{count}.jsonl"
+
+
+def _write(path: Path, rows: list[dict]):
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write_text(path, text)
+    atomic_write_text(path.with_suffix(".sha256"), hashlib.sha256(text.encode()).hexdigest() + "\n")
+
+
+def _read(path: Path) -> list[dict] | None:
+    """The rows of a cache file, or None if it is missing or does not match its hash."""
+    sidecar = path.with_suffix(".sha256")
+    if not path.exists() or not sidecar.exists():
+        return None
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+        warnings.warn(f"CLRS cache {path} does not match its sha256; regenerating it.")
+        return None
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def _generate_job(job):
+    root, split, algorithm, size, seed, count = job
+    path = cache_file(root, split, algorithm, size, seed, count)
+    if _read(path) is None:
+        _write(path, clrs_text.generate(algorithm, size, count, seed))
+    return str(path)
+
+
+def split_jobs(split: str, algorithms=None, sizes=None, train_samples=clrs_text.TRAIN_SAMPLES,
+               eval_samples=clrs_text.EVAL_SAMPLES):
+    """(algorithm, size, seed, count) for a split. sizes: {algorithm: [sizes]} to override the defaults."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}.")
+    table = clrs_text.train_sizes() if split == "train" else clrs_text.eval_sizes()
+    algorithms = list(algorithms or table)
+    jobs = []
+    for a in algorithms:
+        clrs_text.task_of(a)
+        for n in (sizes or {}).get(a, table[a]):
+            clrs_text.check_size(a, n)
+            if split == "train":
+                jobs.append((a, n, clrs_text.TRAIN_SEED, train_samples))
+            else:
+                jobs.extend((a, n, s, eval_samples) for s in clrs_text.EVAL_SEEDS)
+    return jobs
+
+
+def prepare_splits(split: str, root: str | Path = DEFAULT_DIR, processes: int | None = None, progress: bool = True,
+                   **kw) -> list[Path]:
+    """Generate (or verify) every cache file of a split, in parallel; returns their paths."""
+    jobs = [(str(root), split, *j) for j in split_jobs(split, **kw)]
+    jobs.sort(key=lambda j: -j[3])  # large sizes first: they are the slow ones (graham_scan)
+    processes = processes or os.cpu_count() or 1
+    bar = dict(total=len(jobs), desc=f"CLRS-Text {split}", disable=not progress)
+    if processes > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(processes) as pool:
+            return [Path(p) for p in tqdm(pool.map(_generate_job, jobs), **bar)]
+    return [Path(_generate_job(j)) for j in tqdm(jobs, **bar)]
+
+
+def load_pair(root, split, algorithm, size, seed, count) -> list[dict]:
+    path = cache_file(root, split, algorithm, size, seed, count)
+    rows = _read(path)
+    if rows is None:
+        _generate_job((str(root), split, algorithm, size, seed, count))
+        rows = _read(path)
+    return rows
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+@dataclass
+class CharTokenizer:
+    """Character-level tokenizer: ids 0..2 are <pad>, <bos>, <eos>, then one id per character."""
+
+    chars: list[str]
+
+    @classmethod
+    def fit(cls, texts) -> "CharTokenizer":
+        return cls(sorted({c for t in texts for c in t}))
+
+    def __post_init__(self):
+        self.ids = {c: i + len(SPECIAL) for i, c in enumerate(self.chars)}
+
+    def __len__(self):
+        return len(SPECIAL) + len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.ids[c] for c in text]
+        except KeyError as err:
+            raise ValueError(f"character {err.args[0]!r} is not in the tokenizer's alphabet; refit it on data "
+                             "that includes it.") from None
+
+    def decode(self, ids) -> str:
+        return "".join(SPECIAL[i] if i < len(SPECIAL) else self.chars[i - len(SPECIAL)] for i in ids)
+
+    def save(self, folder: str | Path):
+        atomic_write_text(Path(folder) / "clrs_tokenizer.json", json.dumps({"chars": self.chars}, indent=0))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "CharTokenizer":
+        return cls(json.loads((Path(folder) / "clrs_tokenizer.json").read_text())["chars"])
+
+
+# ----------------------------------------------------------------------------- the task
+
+@dataclass(frozen=True)
+class ClrsTask(TaskSampler):
+    """Multitask CLRS-Text. algorithms: names (default all 30); train_sizes / eval_sizes: optional
+    {algorithm: [sizes]} overrides; train_samples / eval_samples per (algorithm, size[, seed])."""
+
+    algorithms: tuple = ()
+    train_sizes: dict = field(default_factory=dict)
+    eval_sizes: dict = field(default_factory=dict)
+    train_samples: int = clrs_text.TRAIN_SAMPLES
+    eval_samples: int = clrs_text.EVAL_SAMPLES
+    data_dir: str = str(DEFAULT_DIR)
+    seed: int = 0
+
+    name = "clrs"
+
+    def __post_init__(self):
+        algos = tuple(self.algorithms) or tuple(clrs_text.algorithms())
+        for a in algos:
+            clrs_text.task_of(a)  # unknown names raise here
+        object.__setattr__(self, "algorithms", algos)
+        train = split_jobs("train", algos, self.train_sizes or None, self.train_samples, self.eval_samples)
+        data = {(a, n): load_pair(self.data_dir, "train", a, n, s, c) for a, n, s, c in train}
+        object.__setattr__(self, "_train", data)
+        object.__setattr__(self, "_pairs", sorted(data))
+        texts = [r["question"] + r["answer"] for rows in data.values() for r in rows]
+        probes = [r["question"] + r["answer"] for a in algos  # characters that only larger sizes show
+                  for r in clrs_text.generate(a, max(clrs_text.eval_sizes()[a]), 1, seed=clrs_text.EVAL_SEEDS[0])]
+        object.__setattr__(self, "tokenizer", CharTokenizer.fit(texts + probes))
+        object.__setattr__(self, "_max_len", 2 + max(len(t) for t in texts))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    @property
+    def pad_id(self) -> int:
+        return PAD
+
+    @property
+    def max_len(self) -> int:
+        return self._max_len
+
+    def decode(self, tokens):
+        return [self.tokenizer.decode([t]) for t in tokens]
+
+    def example(self, row: dict) -> Example:
+        q, a = self.tokenizer.encode(row["question"]), self.tokenizer.encode(row["answer"])
+        tokens = [BOS] + q + a + [EOS]
+        targets = [False] * (1 + len(q)) + [True] * (len(a) + 1)
+        return Example(tokens, targets, row["length"], {"algorithm": row["algo_name"],
+                                                         "task": clrs_text.task_of(row["algo_name"])})
+
+    def sample(self, rng: random.Random, knob=None) -> Example:
+        """Training: a uniformly chosen (algorithm, size) pair (as dm-clrs's generator does), then a
+        uniformly chosen cached sample of it."""
+        pair = self._pairs[int(rng.random() * len(self._pairs))] if knob is None else tuple(knob)
+        rows = self._train[pair]
+        return self.example(rows[int(rng.random() * len(rows))])
+
+    def eval_pairs(self) -> list[tuple[str, int]]:
+        table = self.eval_sizes or {}
+        return [(a, n) for a in self.algorithms for n in table.get(a, clrs_text.eval_sizes()[a])]
+
+    def eval_examples(self, knob, count: int, seed: int = 0) -> list[Example]:
+        """Up to `count` cached evaluation samples of knob = (algorithm, size), across the eval seeds."""
+        algorithm, size = knob
+        out = []
+        for s in clrs_text.EVAL_SEEDS:
+            out += [self.example(r) for r in load_pair(self.data_dir, "eval", algorithm, size, s, self.eval_samples)]
+            if len(out) >= count:
+                break
+        return out[:count]
+
+    def overlap(self, knob) -> float:
+        """Share of the evaluation questions of knob = (algorithm, size) that also occur in training."""
+        algorithm, size = knob
+        train = {r["question"] for r in self._train.get((algorithm, size), [])}
+        evals = [r for s in clrs_text.EVAL_SEEDS
+                 for r in load_pair(self.data_dir, "eval", algorithm, size, s, self.eval_samples)]
+        return sum(r["question"] in train for r in evals) / max(len(evals), 1)
+
+    def check(self, ex: Example, predicted) -> bool:
+        """Exact match of the answer characters (and EOS)."""
+        return list(predicted) == [t for t, s in zip(ex.tokens, ex.targets) if s]
+
+    def save_pretrained(self, folder):
+        self.tokenizer.save(folder)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Generate and cache a CLRS-Text split (dm-clrs 2.0.3).")
+    ap.add_argument("--split", choices=["train", "eval"], default="eval")
+    ap.add_argument("--algorithms", nargs="*", default=None)
+    ap.add_argument("--data-dir", default=str(DEFAULT_DIR))
+    ap.add_argument("--processes", type=int, default=None)
+    args = ap.parse_args(argv)
+    t = time.perf_counter()
+    paths = prepare_splits(args.split, args.data_dir, args.processes, algorithms=args.algorithms)
+    print(f"{len(paths)} files of the {args.split} split in {args.data_dir} ({time.perf_counter() - t:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
