@@ -28,7 +28,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-MIN_GROWTH = 64  # capacity grows by max(MIN_GROWTH, capacity / 32) entries: held bytes stay within ~3% of used
+GROWTH = 32      # capacity grows by what is needed, capacity / GROWTH or MIN_GROWTH entries, whichever
+MIN_GROWTH = 8   # is more: held bytes stay within ~3% (+8 entries per slot) of used
 
 
 class PackedKVLayer(CacheLayerMixin):
@@ -60,12 +61,12 @@ class PackedKVLayer(CacheLayerMixin):
     def _ensure_capacity(self, needed: int, width: int):
         cap = self.keys.shape[0]
         if needed > cap:
-            grow = max(needed - cap, MIN_GROWTH, cap // 32)
+            grow = max(needed - cap, cap // GROWTH, MIN_GROWTH)
             self.keys = torch.cat([self.keys, self.keys.new_zeros(grow, *self.keys.shape[1:])])
             self.values = torch.cat([self.values, self.values.new_zeros(grow, *self.values.shape[1:])])
             self.row, self.seq, self.tag = (torch.cat([t, t.new_zeros(grow)]) for t in (self.row, self.seq, self.tag))
         if width > self.index.shape[1]:
-            grow = max(width - self.index.shape[1], MIN_GROWTH)
+            grow = max(width - self.index.shape[1], 64)  # the int index table is small: grow it in steps
             self.index = torch.cat([self.index, self.index.new_zeros(self.index.shape[0], grow)], dim=1)
 
     def append(self, rows, keys, values, seq, valid, tag=None):
