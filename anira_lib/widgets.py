@@ -50,3 +50,42 @@ def token_depth_view(records_by_variant: dict[str, list[dict]], decode, max_dept
     variant.observe(render, names="value")
     render()
     return box
+
+
+def savings_view(rows: list[dict]):
+    """Slider over the τ settings of `decode_savings` rows: shows that setting's d̄, speed and KV use
+    next to full depth, and marks it on the speed-vs-d̄ curve."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    sweep = [r for r in rows if r["tau"] is not None]
+    full = next(r for r in rows if r["tau"] is None)
+    if not sweep:
+        raise ValueError("savings_view needs at least one τ row from decode_savings.")
+    pick = w.SelectionSlider(options=[r["tau"] for r in sweep], value=sweep[0]["tau"], description="τ")
+    out = w.Output()
+    box = w.VBox([pick, out])
+    box.state = {}
+
+    def render(_=None):
+        row = next(r for r in sweep if r["tau"] == pick.value)
+        with out:
+            out.clear_output(wait=True)
+            fig, (ax_s, ax_m) = plt.subplots(1, 2, figsize=(8, 3))
+            ax_s.plot([r["mean_depth"] for r in sweep], [r["speedup"] for r in sweep], "o-", label="measured")
+            ax_s.plot([r["mean_depth"] for r in sweep], [r["bound"] for r in sweep], "k:", label="layer bound")
+            ax_s.plot([row["mean_depth"]], [row["speedup"]], "r*", markersize=14)
+            ax_s.set(xlabel="d̄", ylabel="decode speedup vs full depth")
+            ax_s.legend(fontsize=8)
+            ax_m.bar(["this τ", "accounting", "full depth"],
+                     [row["kv_held_over_fixed"], row["kv_accounting"], full["kv_held_over_fixed"]])
+            ax_m.set(ylabel="KV bytes / fixed-depth")
+            fig.tight_layout()
+            display(fig)
+            plt.close(fig)
+        box.state.update(tau=pick.value, row=row)
+
+    pick.observe(render, names="value")
+    render()
+    return box

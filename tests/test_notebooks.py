@@ -19,6 +19,8 @@ TINY = {
     "05_clrs": dict(algorithms=["minimum", "insertion_sort"], train_sizes={"minimum": [4, 5], "insertion_sort": [4]},
                     eval_sizes={"minimum": [4, 5, 6], "insertion_sort": [4, 5]}, train_samples=50, eval_per_pair=5,
                     steps=10, batch_size=4, hidden_size=32, intermediate_size=64),
+    "07_inference_savings": dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, max_depth=4,
+                                 taus=[0.3, 0.7], prompt_len=8, new_tokens=6, batch_size=2),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
@@ -88,7 +90,15 @@ def _check_clrs(run):
     assert (run / "early" / "model" / "clrs_tokenizer.json").exists()
 
 
-CHECKS = {"01_mano": _check_knob_results, "05_clrs": _check_clrs, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+def _check_savings(run):
+    rows = json.loads((run / "savings.json").read_text())
+    assert [r["setting"] for r in rows] == ["τ=0.3", "τ=0.7", "full depth"]
+    assert rows[0]["mean_depth"] <= rows[1]["mean_depth"] <= 4 == rows[2]["mean_depth"]  # higher τ, deeper
+    for r in rows:
+        assert r["kv_held_over_fixed"] >= r["kv_accounting"] - 1e-9 and r["bound"] >= 1
+
+
+CHECKS = {"01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 

@@ -1,0 +1,94 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Inference savings: decode speed and KV memory vs d̄
+#
+# With the allocation-aware cache (`anira_lib.cache`), a token that exits after d iterations runs
+# only those d iterations at decode time and keeps P + C + d (+1 frozen) keys/values instead of
+# P + D + C. ANIRA-O's threshold τ sets how early tokens stop (Eq. 7 with u = τ): sweeping it trades
+# compute for accuracy (paper Fig. 10). Here we measure what each τ buys: d̄ of the decoded tokens,
+# decode tokens/s against the same model at full depth, the layer-count bound (P+D+C)/(P+d̄+C), and
+# KV bytes held against the accounting in the README.
+#
+# The speed and memory depend only on the exit depths, so by default the model has random weights
+# with a spread decider; point `model_dir` at a trained ANIRA-O (e.g. `runs/01_mano/online/model`).
+
+# %% tags=["parameters"]
+model_dir = ""           # a saved ANIRA-O folder; "" builds a random-weight model of the size below
+hidden_size = 256
+intermediate_size = 1024
+num_attention_heads = 8
+max_depth = 8
+taus = [0.1, 0.3, 0.5, 0.7, 0.9]
+batch_size = 1
+prompt_len = 64
+new_tokens = 64
+seed = 0
+out_dir = "runs/07_inference_savings"
+figure_dir = "figures"
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+from transformers import AutoModelForCausalLM
+
+import anira_lib  # noqa: F401  (registers the model with the Auto classes)
+from anira_lib import AniraConfig, AniraForCausalLM
+from anira_lib.io import atomic_write_json
+from anira_lib.plots import save_figure
+from anira_lib.savings import decode_savings
+from anira_lib.widgets import savings_view
+
+if model_dir:
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+else:
+    torch.manual_seed(seed)
+    model = AniraForCausalLM(AniraConfig(vocab_size=64, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                                         num_attention_heads=num_attention_heads, max_depth=max_depth,
+                                         decider="online", initial_depth=max_depth / 3, pad_token_id=0,
+                                         eos_token_id=None, bos_token_id=None)).eval()
+    with torch.no_grad():
+        model.model.decider.down.weight.normal_(0, 0.15)  # tokens exit at many different depths
+print(f"ANIRA-{'O' if model.config.decider == 'online' else 'E'}: P={model.config.prelude_layers} "
+      f"D={model.config.max_depth} C={model.config.coda_layers}, H={model.config.hidden_size}")
+
+# %%
+rows = decode_savings(model, taus, batch_size=batch_size, prompt_len=prompt_len, new_tokens=new_tokens, seed=seed)
+atomic_write_json(Path(out_dir) / "savings.json", rows)
+print(f"{'setting':>11} {'d̄':>5} {'tok/s':>8} {'speedup':>8} {'bound':>6} {'KV held':>8} {'accounting':>10}")
+for r in rows:
+    print(f"{r['setting']:>11} {r['mean_depth']:5.2f} {r['tokens_per_s']:8.1f} {r['speedup']:8.2f} {r['bound']:6.2f} "
+          f"{r['kv_held_over_fixed']:8.3f} {r['kv_accounting']:10.3f}")
+
+# %% [markdown]
+# ## Move τ
+# The star marks the chosen τ on the measured speedup curve; the bars compare its KV bytes with the
+# accounting and with full depth.
+
+# %%
+view = savings_view(rows)
+display(view)
+view.children[0].value = taus[-1]  # move the slider once: the callback must have re-rendered
+assert view.state["tau"] == taus[-1]
+Path(figure_dir).mkdir(parents=True, exist_ok=True)
+fig, ax = plt.subplots(figsize=(4.5, 3.2))
+sweep = [r for r in rows if r["tau"] is not None]
+ax.plot([r["mean_depth"] for r in sweep], [r["speedup"] for r in sweep], "o-", label="decode speedup (measured)")
+ax.plot([r["mean_depth"] for r in sweep], [r["bound"] for r in sweep], "k:", label="layer-count bound")
+ax.plot([r["mean_depth"] for r in sweep], [1 / r["kv_held_over_fixed"] for r in sweep], "s--", label="KV memory saving")
+ax.set(xlabel="d̄ (decoded tokens)", ylabel="× vs full depth")
+ax.legend(fontsize=7)
+ax.grid(alpha=0.3)
+save_figure(fig, Path(figure_dir) / "inference_savings.png")
+print("figure:", Path(figure_dir) / "inference_savings.png")
