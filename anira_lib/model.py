@@ -313,7 +313,7 @@ class AniraModel(AniraPreTrainedModel):
             run(layer, slot, valid)
 
         calls = 0
-        if cfg.decider == "online" and exit_depths is None:
+        if cfg.decider == "online":  # forced exit_depths still report the decider's distribution
             u = _halt_level(rule, tau)
             log_survive = torch.zeros(B, T, device=dev)
             cdf = torch.zeros(B, T, device=dev)
@@ -337,7 +337,7 @@ class AniraModel(AniraPreTrainedModel):
                     log_p = log_survive
                 log_q.append(log_p)
                 cdf = cdf + log_p.exp()
-                stop = running & ((cdf >= u) | (i == D))
+                stop = running & ((exit_depths == i) if exit_depths is not None else (cdf >= u) | (i == D))
                 depth = torch.where(stop, torch.full_like(depth, i), depth)
                 exited = exited | stop
                 freeze(stop, i)

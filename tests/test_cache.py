@@ -34,31 +34,32 @@ def left_padded_batch(seed=1):
 
 @torch.no_grad()
 def cached_pass(model, ids, mask, prefill=PREFILL):
-    """Prefill `prefill` tokens with mixed exits, then decode the rest one token at a time."""
+    """Prefill `prefill` tokens with mixed exits, then decode the rest one token at a time.
+    Returns logits, exit depths, exit distributions (concatenated over calls) and the cache."""
     cache = AllocationCache(model.config)
     outs = [model(input_ids=ids[:, :prefill], attention_mask=mask[:, :prefill], past_key_values=cache)]
     for t in range(prefill, ids.shape[1]):
         outs.append(model(input_ids=ids[:, t:t + 1], attention_mask=mask[:, :t + 1], past_key_values=cache))
-    logits = torch.cat([o.logits for o in outs], 1)
-    depths = torch.cat([o.exit_depths for o in outs], 1)
-    return logits, depths, cache
+    cat = lambda name: torch.cat([getattr(o, name) for o in outs], 1)  # noqa: E731
+    return cat("logits"), cat("exit_depths"), cat("exit_probs"), cache
 
 
-def max_cached_error(model):
+def cached_vs_full(model):
+    """(max |Δlogits|, max |Δexit probs|, depths identical, full-pass depths) over a padded batch's real tokens."""
     ids, mask = left_padded_batch()
     with torch.no_grad():
         full = model(input_ids=ids, attention_mask=mask)
-    logits, depths, _ = cached_pass(model, ids, mask)
+    logits, depths, probs, _ = cached_pass(model, ids, mask)
     real = mask.bool()
-    assert torch.equal(depths[real], full.exit_depths[real])
-    return (logits[real] - full.logits[real]).abs().max().item(), full.exit_depths[real]
+    return ((logits[real] - full.logits[real]).abs().max().item(),
+            (probs[real] - full.exit_probs[real]).abs().max().item(),
+            bool(torch.equal(depths[real], full.exit_depths[real])), full.exit_depths[real])
 
 
 @pytest.mark.parametrize("decider", ["early", "online", "none"])
 def test_cached_decoding_equals_full_forward(decider):
-    model = make_model(decider)
-    err, depths = max_cached_error(model)
-    assert err <= 1e-5
+    logit_err, prob_err, same_depths, depths = cached_vs_full(make_model(decider))
+    assert logit_err <= 1e-5 and prob_err <= 1e-5 and same_depths
     if decider != "none":
         assert len(depths.unique()) >= 3  # the test really exercises mixed exits
 
@@ -101,16 +102,18 @@ def test_wrong_frozen_keys_are_caught(monkeypatch):
         original(self, rows, keys, values, seq, valid, depth)
 
     for decider in ("early", "online"):
-        assert max_cached_error(make_model(decider))[0] <= 1e-5
+        logit_err, prob_err, same_depths, _ = cached_vs_full(make_model(decider))
+        assert logit_err <= 1e-5 and prob_err <= 1e-5 and same_depths
     monkeypatch.setattr(AllocationCache, "add_frozen", stale)
     for decider in ("early", "online"):
-        assert max_cached_error(make_model(decider))[0] > 1e-3
+        logit_err, prob_err, same_depths, _ = cached_vs_full(make_model(decider))
+        assert logit_err > 1e-3  # the same check now fails
 
 
 def test_cache_holds_only_what_exit_depths_need():
     model = make_model("early")
     ids, mask = left_padded_batch()
-    _, depths, cache = cached_pass(model, ids, mask)
+    _, depths, _, cache = cached_pass(model, ids, mask)
     real = mask.bool()
     d = depths[real].float()
     P, D, C = 1, 4, 1
@@ -127,7 +130,7 @@ def test_cache_holds_only_what_exit_depths_need():
 def test_reorder_select_repeat_crop_keep_exit_depths_in_step():
     model = make_model("online")
     ids, mask = left_padded_batch()
-    _, _, cache = cached_pass(model, ids, mask)
+    _, _, _, cache = cached_pass(model, ids, mask)
     depths = cache.exit_depths.clone()
 
     def per_row(layer, batch):
@@ -208,3 +211,16 @@ def test_full_rule_runs_every_token_to_depth_d(decider):
     assert (out.exit_depths[mask.bool()] == 4).all()
     assert (out.logits - ref.logits)[mask.bool()].abs().max() <= 1e-5
     assert cache.memory_report()["used_over_fixed"] == 1.0
+
+
+def test_forced_depths_on_anira_o_report_the_same_exit_distribution_with_a_cache():
+    model = make_model("online")
+    ids, mask = left_padded_batch(seed=4)
+    forced = torch.randint(1, 5, (B, T))
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, exit_depths=forced)
+        cached = model(input_ids=ids, attention_mask=mask, exit_depths=forced, past_key_values=AllocationCache(model.config))
+    real = mask.bool()
+    assert torch.equal(cached.exit_depths[real], forced[real])
+    assert (cached.logits[real] - full.logits[real]).abs().max() <= 1e-5
+    assert (cached.exit_probs[real] - full.exit_probs[real]).abs().max() <= 1e-5
