@@ -11,7 +11,7 @@ import pytest
 
 from anira_lib import clrs_text
 from anira_lib.tasks import get_task, rng_for
-from anira_lib.tasks.clrs import CharTokenizer, cache_file, load_pair
+from anira_lib.tasks.clrs import CharTokenizer, cache_file, compare_with_published, load_pair, read_published
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "clrs_text_golden_seed0_len5.txt"
 
@@ -85,3 +85,28 @@ def test_task_samples_tokenizes_and_saves_its_tokenizer(tmp_path):
     with pytest.raises(ValueError, match="not in the tokenizer's alphabet"):
         task.tokenizer.encode("€")
     assert json.loads((tmp_path / "clrs_tokenizer.json").read_text())["chars"] == task.tokenizer.chars
+
+
+def test_published_files_are_read_with_datasets_and_compared(tmp_path):
+    """Tiny stand-ins for the published files (parquet and JSONL), read through `datasets`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ours = clrs_text.generate("bfs", 4, 3, seed=0)
+    published = ours[:2] + [{"question": "bfs:\nother\n", "answer": "x\n\n", "algo_name": "bfs", "length": 4}]
+    folder = tmp_path / "published"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist([{**r, "text": r["question"] + r["answer"]} for r in published]),
+                   folder / "train-00000.parquet")
+    rows = read_published(folder)
+    assert rows == [{k: r[k] for k in ("question", "answer", "algo_name", "length")} for r in published]
+    (tmp_path / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in published))
+    assert read_published(tmp_path / "one.jsonl") == rows
+    report = compare_with_published(rows, ours)
+    assert report == [{"algorithm": "bfs", "length": 4, "published": 3, "generated": 3,
+                       "generated_in_published": pytest.approx(2 / 3)}]
+    with pytest.raises(FileNotFoundError, match="no .parquet/.json/.jsonl"):
+        read_published(tmp_path / "empty")
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(ValueError, match="lacks column"):
+        read_published(tmp_path / "bad.jsonl")

@@ -4,7 +4,8 @@ Splits (specs/clrs_text.md): train = seed 0, `train_samples` per (algorithm, siz
 training sizes; eval = seeds (3, 14, 35, 81, 94), `eval_samples` each, every size 4..max. Each
 (split, algorithm, size, seed) is generated once into `data/clrs/` as JSONL with a sha256 sidecar;
 a file whose hash does not match is regenerated, never read. `prepare_splits` fills the cache in
-parallel with a progress bar (`python -m anira_lib.tasks.clrs --split eval`).
+parallel with a progress bar (`python -m anira_lib.tasks.clrs --split eval`). Published CLRS-Text
+files a user already has are read with `read_published` and set beside ours by `compare_with_published`.
 
 Sequence: BOS, the question's characters, the answer's characters, EOS; supervision on the answer
 and EOS (answer-only loss). The knob is the input size; `meta` holds the algorithm and its task.
@@ -232,6 +233,55 @@ class ClrsTask(TaskSampler):
 
     def save_pretrained(self, folder):
         self.tokenizer.save(folder)
+
+
+# ----------------------------------------------------------------------------- published files
+
+PUBLISHED_COLUMNS = ("question", "answer", "algo_name", "length")
+
+
+def read_published(path: str | Path) -> list[dict]:
+    """Rows of published CLRS-Text files (a parquet/JSON/JSONL file or a folder of them), read with the
+    `datasets` library's file readers; each row keeps question, answer, algo_name and length."""
+    path = Path(path)
+    files = sorted(p for p in ([path] if path.is_file() else path.rglob("*"))
+                   if p.suffix in (".parquet", ".json", ".jsonl"))
+    if not files:
+        raise FileNotFoundError(f"no .parquet/.json/.jsonl files at {path}; point at the folder holding the "
+                                "published CLRS-Text files.")
+    try:
+        import datasets
+    except ImportError as err:
+        raise ImportError("reading published CLRS-Text files needs the `datasets` library: "
+                          "pip install 'anira[dev]' (or pip install datasets).") from err
+    kinds = {p.suffix for p in files}
+    if len(kinds) > 1:
+        raise ValueError(f"mixed file kinds {sorted(kinds)} at {path}; keep one format per folder.")
+    builder = "parquet" if ".parquet" in kinds else "json"
+    data = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+    missing = [c for c in PUBLISHED_COLUMNS if c not in data.column_names]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; CLRS-Text files have {list(PUBLISHED_COLUMNS)}.")
+    return [{c: row[c] for c in PUBLISHED_COLUMNS} for row in data]
+
+
+def compare_with_published(published: list[dict], generated: list[dict]) -> list[dict]:
+    """Per (algorithm, length): how many published and generated samples, and the share of generated
+    questions that also occur verbatim in the published ones (float formatting differs: the published
+    files round with .3g, dm-clrs 2.0.3 truncates to 3 decimals; see specs/clrs_text.md)."""
+    by_pair: dict[tuple, dict] = {}
+    for r in published:
+        by_pair.setdefault((r["algo_name"], int(r["length"])), {"published": set(), "generated": []})["published"].add(
+            r["question"])
+    for r in generated:
+        by_pair.setdefault((r["algo_name"], int(r["length"])), {"published": set(), "generated": []})["generated"].append(
+            r["question"])
+    rows = []
+    for (algorithm, length), d in sorted(by_pair.items()):
+        shared = sum(q in d["published"] for q in d["generated"])
+        rows.append({"algorithm": algorithm, "length": length, "published": len(d["published"]),
+                     "generated": len(d["generated"]), "generated_in_published": shared / max(len(d["generated"]), 1)})
+    return rows
 
 
 def main(argv=None):
