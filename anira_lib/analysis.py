@@ -44,9 +44,12 @@ def correlate(depth: np.ndarray, proxy: np.ndarray, n_boot: int = 1000, seed: in
         rows = rng.integers(0, depth.shape[0], depth.shape[0])
         m = ok[rows]
         boot.append(_coefficients(depth[rows][m], proxy[rows][m]))
-    boot = np.array(boot)
-    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-    interval = lambda col: [float(v) for v in np.nanpercentile(boot[:, col], [lo, hi])] if n_boot else [np.nan] * 2  # noqa: E731
+    boot = np.array(boot).reshape(-1, 2)
+    percentiles = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+
+    def interval(col):
+        return [float(v) for v in np.nanpercentile(boot[:, col], percentiles)] if n_boot else [float("nan")] * 2
+
     return {"spearman": spearman, "spearman_ci": interval(0), "pearson": pearson, "pearson_ci": interval(1),
             "n_tokens": int(ok.sum())}
 

@@ -43,10 +43,10 @@ INSTALL_HINT = f"pip install --no-deps dm-clrs=={CLRS_VERSION} attrs absl-py   (
 
 def _tree_map(fn, tree, *rest):
     """jax.tree_util.tree_map for what dm-clrs batches: lists, tuples, dicts, registered classes."""
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # namedtuple
+        return type(tree)(*(_tree_map(fn, *xs) for xs in zip(tree, *rest)))
     if isinstance(tree, (list, tuple)):
-        out = [_tree_map(fn, *xs) for xs in zip(tree, *rest)]
-        return type(tree)(out) if isinstance(tree, tuple) and not hasattr(tree, "_fields") else (
-            type(tree)(*out) if hasattr(tree, "_fields") else out)
+        return type(tree)(_tree_map(fn, *xs) for xs in zip(tree, *rest))
     if isinstance(tree, dict):
         return {k: _tree_map(fn, tree[k], *(r[k] for r in rest)) for k in tree}
     if type(tree) in _PYTREES:
