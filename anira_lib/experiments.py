@@ -118,7 +118,7 @@ def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair:
 
     task = next(iter(runs.values())).task
     pairs = task.eval_pairs()
-    trained = set(task._pairs)
+    trained = set(task.train_pairs)
     overlap = {p: task.overlap(p) for p in pairs}
     results = {}
     for name, run in runs.items():

@@ -55,7 +55,7 @@ from anira_lib.tasks import get_task
 task_args = dict(algorithms=tuple(algorithms), train_sizes=train_sizes, eval_sizes=eval_sizes,
                  train_samples=train_samples, eval_samples=min(eval_per_pair, 125), data_dir=data_dir)  # 125 per eval seed
 task = get_task("clrs", **task_args)  # generates and caches the data on first use
-print(f"{len(task._pairs)} training pairs, {len(task.eval_pairs())} evaluation pairs, "
+print(f"{len(task.train_pairs)} training pairs, {len(task.eval_pairs())} evaluation pairs, "
       f"{task.vocab_size} token ids, longest sequence {task.max_len}")
 
 # %% [markdown]

@@ -169,7 +169,7 @@ class ClrsTask(TaskSampler):
         train = split_jobs("train", algos, self.train_sizes or None, self.train_samples, self.eval_samples)
         data = {(a, n): load_pair(self.data_dir, "train", a, n, s, c) for a, n, s, c in train}
         object.__setattr__(self, "_train", data)
-        object.__setattr__(self, "_pairs", sorted(data))
+        object.__setattr__(self, "train_pairs", sorted(data))
         texts = [r["question"] + r["answer"] for rows in data.values() for r in rows]
         probes = [r["question"] + r["answer"] for a in algos  # characters that only larger sizes show
                   for r in clrs_text.generate(a, max(clrs_text.eval_sizes()[a]), 1, seed=clrs_text.EVAL_SEEDS[0])]
@@ -201,7 +201,7 @@ class ClrsTask(TaskSampler):
     def sample(self, rng: random.Random, knob=None) -> Example:
         """Training: a uniformly chosen (algorithm, size) pair (as dm-clrs's generator does), then a
         uniformly chosen cached sample of it."""
-        pair = self._pairs[int(rng.random() * len(self._pairs))] if knob is None else tuple(knob)
+        pair = self.train_pairs[int(rng.random() * len(self.train_pairs))] if knob is None else tuple(knob)
         rows = self._train[pair]
         return self.example(rows[int(rng.random() * len(rows))])
 
