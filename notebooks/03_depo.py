@@ -19,8 +19,8 @@
 # CPU defaults use short cycles and few hops; `configs/notebooks/03_depo_paper.yaml` is Table 5's.
 
 # %% tags=["parameters"]
-max_nodes = 8            # N: cycle sizes n from 3..N
-max_k = 4                # K
+max_nodes = 5            # N: cycle sizes n from 3..N (CPU default: see README)
+max_k = 3                # K
 queries = 4              # M queries per sequence
 max_depth = 6            # D
 hidden_size = 64
