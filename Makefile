@@ -27,8 +27,12 @@ test: env
 test-fast: env
 	$(PY) -m pytest -q -m "not slow"
 
+## bench: every benchmark, each printing its ratios side by side (CPU presets)
 bench: env
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/samplers.py
+	$(PY) benchmarks/prefix_parser.py
+	$(PY) benchmarks/decode.py
 
 ## clrs-eval: generate and cache the full CLRS-Text evaluation split (dm-clrs 2.0.3) under data/clrs/
 clrs-eval: env
