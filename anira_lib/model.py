@@ -15,6 +15,7 @@ presenting its frozen state to deeper iterations (passthrough), so the Coda read
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -93,17 +94,41 @@ def _halt_level(rule: str, tau: float) -> float:
     return {"median": 0.5, "full": 2.0}.get(rule, tau)
 
 
-def _pack(mask: torch.Tensor):
-    """Rows and token indices selected by mask (B, T): rows (B',) with any True; order (B', a) the
-    selected token indices first (in order), a = max count; ok (B', a) marks real entries."""
+class _Packed(NamedTuple):
+    """Tokens selected by a (B, T) mask: rows (B',) with any; order (B', a) their token indices first
+    (in order); ok (B', a) marks real entries; every: the mask was all True (rows, order = identity)."""
+
+    rows: torch.Tensor
+    order: torch.Tensor
+    ok: torch.Tensor
+    every: bool
+
+    def take(self, x):
+        """x (B, T, ...) -> the selected tokens (B', a, ...)."""
+        return x if self.every else x[self.rows.unsqueeze(1), self.order]
+
+    def put(self, x, values):
+        """Write values (B', a, ...) back into x (B, T, ...) at the selected tokens."""
+        if self.every:
+            x[:] = values
+        else:
+            b, j = self.ok.nonzero(as_tuple=True)
+            x[self.rows[b], self.order[b, j]] = values[b, j]
+
+
+def _pack(mask: torch.Tensor) -> _Packed:
+    B, T = mask.shape
+    if bool(mask.all()):
+        return _Packed(torch.arange(B, device=mask.device), torch.arange(T, device=mask.device).expand(B, T),
+                       mask, True)
     counts = mask.sum(1)
     rows = counts.nonzero().flatten()
     if rows.numel() == 0:
-        return rows, mask.new_zeros(0, 0, dtype=torch.long), mask.new_zeros(0, 0)
+        return _Packed(rows, mask.new_zeros(0, 0, dtype=torch.long), mask.new_zeros(0, 0), False)
     a = int(counts[rows].max())
     order = torch.sort((~mask[rows]).to(torch.int8), dim=1, stable=True).indices[:, :a]
     ok = torch.arange(a, device=mask.device).unsqueeze(0) < counts[rows].unsqueeze(1)
-    return rows, order, ok
+    return _Packed(rows, order, ok, False)
 
 
 class AniraPreTrainedModel(PreTrainedModel):
@@ -279,23 +304,14 @@ class AniraModel(AniraPreTrainedModel):
         seq = torch.arange(S0, S0 + T, device=dev).unsqueeze(0).expand(B, T)
         h = h.clone()
 
-        all_rows = torch.arange(B, device=dev)
-
-        def run(layer, slot, mask_bt, iteration=None):
-            if bool(mask_bt.all()):  # every token runs: no packing
-                attn_mask = cache.begin(slot, all_rows, seq, mask_bt, iteration, h.dtype)
-                h[:] = layer(h, attention_mask=attn_mask, past_key_values=cache, position_embeddings=(cos, sin))
-                return B * T
-            rows, order, ok = _pack(mask_bt)
-            if rows.numel() == 0:
+        def run(layer, slot, sel: _Packed, iteration=None) -> int:
+            """Run `layer` on the selected tokens only; returns how many ran."""
+            if sel.rows.numel() == 0:
                 return 0
-            r = rows.unsqueeze(1)
-            attn_mask = cache.begin(slot, rows, seq[r, order], ok, iteration, h.dtype)
-            out = layer(h[r, order], attention_mask=attn_mask, past_key_values=cache,
-                        position_embeddings=(cos[r, order], sin[r, order]))
-            b, j = ok.nonzero(as_tuple=True)
-            h[rows[b], order[b, j]] = out[b, j]
-            return int(ok.sum())
+            attn_mask = cache.begin(slot, sel.rows, sel.take(seq), sel.ok, iteration, h.dtype)
+            sel.put(h, layer(sel.take(h), attention_mask=attn_mask, past_key_values=cache,
+                             position_embeddings=(sel.take(cos), sel.take(sin))))
+            return int(sel.ok.sum())
 
         def freeze(exiting, iteration):
             """Store the frozen K/V of tokens that exit after `iteration` (< D)."""
@@ -304,13 +320,13 @@ class AniraModel(AniraPreTrainedModel):
             if not cfg.recurrent:
                 raise NotImplementedError("cached decoding of the untied (non-recurrent) baseline supports "
                                           "full depth only: its frozen tokens would need per-layer keys.")
-            rows, order, ok = _pack(exiting)
-            r = rows.unsqueeze(1)
-            k, v = self._frozen_kv(h[r, order], cos[r, order], sin[r, order], iteration + 1)
-            cache.add_frozen(rows, k, v, seq[r, order], ok, torch.full_like(order, iteration))
+            sel = _pack(exiting)
+            k, v = self._frozen_kv(sel.take(h), sel.take(cos), sel.take(sin), iteration + 1)
+            cache.add_frozen(sel.rows, k, v, sel.take(seq), sel.ok, torch.full_like(sel.order, iteration))
 
+        every_token = _pack(valid)
         for slot, layer in enumerate(self.prelude):
-            run(layer, slot, valid)
+            run(layer, slot, every_token)
 
         calls = 0
         if cfg.decider == "online":  # forced exit_depths still report the decider's distribution
@@ -323,14 +339,11 @@ class AniraModel(AniraPreTrainedModel):
             log_q = []
             for i in range(1, D + 1):
                 running = valid & ~exited
-                calls += run(self.core_block(i), P + i - 1, running, i)
+                sel = _pack(running)
+                calls += run(self.core_block(i), P + i - 1, sel, i)
                 if i < D:
-                    rows, order, ok = _pack(running)
-                    if rows.numel():
-                        r = rows.unsqueeze(1)
-                        a = self.decider(h[r, order]).squeeze(-1).float()
-                        b, j = ok.nonzero(as_tuple=True)
-                        halt_logit[rows[b], order[b, j]] = a[b, j]  # frozen tokens keep their last logit
+                    if sel.rows.numel():  # frozen tokens keep their last halting logit
+                        sel.put(halt_logit, self.decider(sel.take(h)).squeeze(-1).float())
                     log_p = F.logsigmoid(halt_logit) + log_survive
                     log_survive = log_survive + F.logsigmoid(-halt_logit)
                 else:
@@ -351,11 +364,11 @@ class AniraModel(AniraPreTrainedModel):
                 log_q = torch.log(F.one_hot(depth - 1, D).float())
             deepest = int(depth[valid].max()) if bool(valid.any()) else 0
             for i in range(1, deepest + 1):  # iterations no token reaches are skipped outright
-                calls += run(self.core_block(i), P + i - 1, valid & (depth >= i), i)
+                calls += run(self.core_block(i), P + i - 1, _pack(valid & (depth >= i)), i)
                 freeze(valid & (depth == i), i)
 
         for j, layer in enumerate(self.coda):
-            run(layer, P + D + j, valid)
+            run(layer, P + D + j, every_token)
         cache.exit_depths = torch.cat([cache.exit_depths, torch.where(valid, depth, 0)], dim=1)
         cache.seen += T
         cache.block_calls += calls

@@ -52,6 +52,7 @@ def window_proxies(tokens, grammar: str = "cfg3b") -> dict[str, np.ndarray]:
     out = {f: np.full(n, np.nan) for f in (*FEATURES, "prefix_logprob")}
     out["next_token"] = np.full((n, len(terms) + 1), np.nan)
     out["off_grammar"] = np.zeros(n, dtype=bool)
+    first_token = parser.parse([]).next_token[0]  # what follows an EOS: a new sentence
     start = 0
     while start < n:
         stop = start
@@ -66,7 +67,7 @@ def window_proxies(tokens, grammar: str = "cfg3b") -> dict[str, np.ndarray]:
             if tr.off_grammar_at is not None:
                 out["off_grammar"][start + tr.off_grammar_at:stop] = True
         if stop < n and tokens[stop] == EOS:
-            out["next_token"][stop] = parser.parse([]).next_token[0]
+            out["next_token"][stop] = first_token
         start = stop + 1
     return out
 

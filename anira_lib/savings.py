@@ -8,24 +8,56 @@ over a fixed-depth cache next to the accounting (P + C + d̄ + f)/(P + D + C).
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
 
 
+def random_adaptive_model(decider: str = "online", hidden_size: int = 256, intermediate_size: int = 1024,
+                          num_attention_heads: int = 8, max_depth: int = 8, target_depth: float | None = None,
+                          spread: float = 0.15, seed: int = 0, vocab_size: int = 64):
+    """An untrained ANIRA model whose tokens exit at many depths: the decider's output bias starts at
+    E[d] = target_depth (default D/3) and its weights are drawn with std `spread`. Decode speed and KV
+    memory depend only on the exit depths, so this is enough to measure them."""
+    from .configuration import AniraConfig
+    from .model import AniraForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = AniraConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
+                      num_attention_heads=num_attention_heads, max_depth=max_depth, decider=decider,
+                      initial_depth=target_depth or max_depth / 3, pad_token_id=0, eos_token_id=None,
+                      bos_token_id=None)
+    model = AniraForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.model.decider.down.weight.normal_(0, spread)
+    return model
+
+
 @torch.no_grad()
-def _decode(model, ids, new_tokens, **rule):
-    def run(n):
+def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dict:
+    """Greedy `generate()` of `new_tokens` after prompt ids (B, T): decode tokens/s (median over repeats
+    of time(N tokens) - time(1 token), so prefill is excluded), d̄ of the decoded tokens, and the cache's
+    memory report. `rule`: depth_rule / halt_threshold passed to the model."""
+    def timed(n):
+        if ids.device.type == "cuda":
+            torch.cuda.synchronize()
         t = time.perf_counter()
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
                              do_sample=False, return_dict_in_generate=True, **rule)
+        if ids.device.type == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - t, out.past_key_values
 
-    run(2)  # warm-up
-    t_all, cache = run(new_tokens)
-    t_one, _ = run(1)
+    timed(2)  # warm-up
+    decode = []
+    for _ in range(repeats):
+        t_all, cache = timed(new_tokens)
+        t_one, _ = timed(1)
+        decode.append(t_all - t_one)
     depths = cache.exit_depths[:, ids.shape[1]:].float()
-    return ids.shape[0] * (new_tokens - 1) / max(t_all - t_one, 1e-9), float(depths.mean()), cache.memory_report()
+    return {"tokens_per_s": ids.shape[0] * (new_tokens - 1) / max(statistics.median(decode), 1e-9),
+            "mean_depth": float(depths.mean()), "memory": cache.memory_report()}
 
 
 def decode_savings(model, taus, batch_size: int = 1, prompt_len: int = 32, new_tokens: int = 32,
@@ -35,16 +67,18 @@ def decode_savings(model, taus, batch_size: int = 1, prompt_len: int = 32, new_t
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, cfg.vocab_size, (batch_size, prompt_len), generator=g).to(model.device)
-    full_tps, _, full_mem = _decode(model, ids, new_tokens, depth_rule="full")
+    full = measure_decode(model, ids, new_tokens, depth_rule="full")
     P, D, C = cfg.prelude_layers, cfg.max_depth, cfg.coda_layers
     rows = []
     for tau in taus:
         rule = dict(depth_rule="threshold", halt_threshold=float(tau)) if cfg.decider == "online" else {}
-        tps, d, mem = _decode(model, ids, new_tokens, **rule)
-        rows.append({"setting": f"τ={tau:g}", "tau": float(tau), "mean_depth": d, "tokens_per_s": tps,
-                     "speedup": tps / full_tps, "bound": (P + D + C) / (P + d + C),
-                     "kv_held_over_fixed": mem["held_over_fixed"], "kv_accounting": mem["predicted_over_fixed"]})
-    rows.append({"setting": "full depth", "tau": None, "mean_depth": float(D), "tokens_per_s": full_tps,
-                 "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": full_mem["held_over_fixed"],
-                 "kv_accounting": full_mem["predicted_over_fixed"]})
+        m = measure_decode(model, ids, new_tokens, **rule)
+        d = m["mean_depth"]
+        rows.append({"setting": f"τ={tau:g}", "tau": float(tau), "mean_depth": d, "tokens_per_s": m["tokens_per_s"],
+                     "speedup": m["tokens_per_s"] / full["tokens_per_s"], "bound": (P + D + C) / (P + d + C),
+                     "kv_held_over_fixed": m["memory"]["held_over_fixed"],
+                     "kv_accounting": m["memory"]["predicted_over_fixed"]})
+    rows.append({"setting": "full depth", "tau": None, "mean_depth": float(D), "tokens_per_s": full["tokens_per_s"],
+                 "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": full["memory"]["held_over_fixed"],
+                 "kv_accounting": full["memory"]["predicted_over_fixed"]})
     return rows

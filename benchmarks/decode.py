@@ -18,55 +18,15 @@ tokens) - time(prompt + 1 new token), so prefill is excluded. Printed side by si
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
-from anira_lib import AniraConfig, AniraForCausalLM
+from anira_lib.savings import measure_decode, random_adaptive_model
 
 PRESETS = {
     "cpu": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=8, max_depth=8, prompt=64, new=64),
     "paper": dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, max_depth=6, prompt=256, new=256),
 }
-
-
-def build(decider, p, target_depth, spread, device, dtype):
-    torch.manual_seed(0)
-    cfg = AniraConfig(vocab_size=64, hidden_size=p["hidden_size"], intermediate_size=p["intermediate_size"],
-                      num_attention_heads=p["num_attention_heads"], max_depth=p["max_depth"], decider=decider,
-                      initial_depth=target_depth, pad_token_id=0, eos_token_id=None, bos_token_id=None)
-    model = AniraForCausalLM(cfg).eval()
-    with torch.no_grad():  # mixed exits: random decider weights around the target-depth bias
-        model.model.decider.down.weight.normal_(0, spread)
-    return model.to(device=device, dtype=dtype)
-
-
-@torch.no_grad()
-def timed_generate(model, ids, new_tokens, rule, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                         min_new_tokens=new_tokens, do_sample=False, depth_rule=rule, return_dict_in_generate=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t, out.past_key_values
-
-
-def measure(model, batch, p, rule, device, repeats):
-    g = torch.Generator().manual_seed(batch)
-    ids = torch.randint(1, 64, (batch, p["prompt"]), generator=g).to(device)
-    timed_generate(model, ids, 2, rule, device)  # warm-up
-    decode = []
-    for _ in range(repeats):
-        t_all, cache = timed_generate(model, ids, p["new"], rule, device)
-        t_one, _ = timed_generate(model, ids, 1, rule, device)
-        decode.append(t_all - t_one)
-    tokens = batch * (p["new"] - 1)
-    depths = cache.exit_depths[:, p["prompt"]:].float()
-    return {"tokens_per_s": tokens / statistics.median(decode), "mean_depth": float(depths.mean()),
-            "memory": cache.memory_report()}
 
 
 def main():
@@ -89,10 +49,12 @@ def main():
               f"{'bound':>6} {'of bound':>9} {'KV held/fixed':>14} {'accounting':>11}")
     print(header)
     for name, decider in (("ANIRA-E", "early"), ("ANIRA-O", "online")):
-        model = build(decider, p, target, args.spread, device, dtype)
+        model = random_adaptive_model(decider, p["hidden_size"], p["intermediate_size"], p["num_attention_heads"],
+                                      p["max_depth"], target, args.spread).to(device=device, dtype=dtype)
         for batch in args.batches:
-            ada = measure(model, batch, p, None, device, args.repeats)
-            full = measure(model, batch, p, "full", device, args.repeats)
+            ids = torch.randint(1, 64, (batch, p["prompt"]), generator=torch.Generator().manual_seed(batch)).to(device)
+            ada = measure_decode(model, ids, p["new"], args.repeats)
+            full = measure_decode(model, ids, p["new"], args.repeats, depth_rule="full")
             speedup = ada["tokens_per_s"] / full["tokens_per_s"]
             bound = (P + D + C) / (P + ada["mean_depth"] + C)
             m = ada["memory"]

@@ -39,27 +39,19 @@ figure_dir = "figures"
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import torch
 from IPython.display import display
 from transformers import AutoModelForCausalLM
 
 import anira_lib  # noqa: F401  (registers the model with the Auto classes)
-from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.io import atomic_write_json
 from anira_lib.plots import save_figure
-from anira_lib.savings import decode_savings
+from anira_lib.savings import decode_savings, random_adaptive_model
 from anira_lib.widgets import savings_view
 
 if model_dir:
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-else:
-    torch.manual_seed(seed)
-    model = AniraForCausalLM(AniraConfig(vocab_size=64, hidden_size=hidden_size, intermediate_size=intermediate_size,
-                                         num_attention_heads=num_attention_heads, max_depth=max_depth,
-                                         decider="online", initial_depth=max_depth / 3, pad_token_id=0,
-                                         eos_token_id=None, bos_token_id=None)).eval()
-    with torch.no_grad():
-        model.model.decider.down.weight.normal_(0, 0.15)  # tokens exit at many different depths
+else:  # tokens exit at many different depths
+    model = random_adaptive_model("online", hidden_size, intermediate_size, num_attention_heads, max_depth, seed=seed)
 print(f"ANIRA-{'O' if model.config.decider == 'online' else 'E'}: P={model.config.prelude_layers} "
       f"D={model.config.max_depth} C={model.config.coda_layers}, H={model.config.hidden_size}")
 

@@ -169,6 +169,7 @@ class ClrsTask(TaskSampler):
         train = split_jobs("train", algos, self.train_sizes or None, self.train_samples, self.eval_samples)
         data = {(a, n): load_pair(self.data_dir, "train", a, n, s, c) for a, n, s, c in train}
         object.__setattr__(self, "_train", data)
+        object.__setattr__(self, "_eval", {})
         object.__setattr__(self, "train_pairs", sorted(data))
         texts = [r["question"] + r["answer"] for rows in data.values() for r in rows]
         probes = [r["question"] + r["answer"] for a in algos  # characters that only larger sizes show
@@ -209,22 +210,23 @@ class ClrsTask(TaskSampler):
         table = self.eval_sizes or {}
         return [(a, n) for a in self.algorithms for n in table.get(a, clrs_text.eval_sizes()[a])]
 
-    def eval_examples(self, knob, count: int, seed: int = 0) -> list[Example]:
-        """Up to `count` cached evaluation samples of knob = (algorithm, size), across the eval seeds."""
+    def eval_rows(self, knob) -> list[dict]:
+        """Cached evaluation samples of knob = (algorithm, size), every eval seed in turn (read once)."""
         algorithm, size = knob
-        out = []
-        for s in clrs_text.EVAL_SEEDS:
-            out += [self.example(r) for r in load_pair(self.data_dir, "eval", algorithm, size, s, self.eval_samples)]
-            if len(out) >= count:
-                break
-        return out[:count]
+        key = (algorithm, int(size))
+        if key not in self._eval:
+            self._eval[key] = [r for s in clrs_text.EVAL_SEEDS
+                               for r in load_pair(self.data_dir, "eval", algorithm, size, s, self.eval_samples)]
+        return self._eval[key]
+
+    def eval_examples(self, knob, count: int, seed: int = 0) -> list[Example]:
+        """The first `count` evaluation samples of knob = (algorithm, size), across the eval seeds."""
+        return [self.example(r) for r in self.eval_rows(knob)[:count]]
 
     def overlap(self, knob) -> float:
         """Share of the evaluation questions of knob = (algorithm, size) that also occur in training."""
-        algorithm, size = knob
-        train = {r["question"] for r in self._train.get((algorithm, size), [])}
-        evals = [r for s in clrs_text.EVAL_SEEDS
-                 for r in load_pair(self.data_dir, "eval", algorithm, size, s, self.eval_samples)]
+        train = {r["question"] for r in self._train.get(tuple(knob), [])}
+        evals = self.eval_rows(knob)
         return sum(r["question"] in train for r in evals) / max(len(evals), 1)
 
     def check(self, ex: Example, predicted) -> bool:
