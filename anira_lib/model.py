@@ -96,21 +96,27 @@ def _halt_level(rule: str, tau: float) -> float:
 
 class _Packed(NamedTuple):
     """Tokens selected by a (B, T) mask: rows (B',) with any; order (B', a) their token indices first
-    (in order); ok (B', a) marks real entries; every: the mask was all True (rows, order = identity)."""
+    (in order); ok (B', a) marks real entries; every: the mask was all True (rows, order = identity);
+    single: T = 1 (decoding), so a selected row's one token is simply x[row]."""
 
     rows: torch.Tensor
     order: torch.Tensor
     ok: torch.Tensor
     every: bool
+    single: bool = False
 
     def take(self, x):
         """x (B, T, ...) -> the selected tokens (B', a, ...)."""
-        return x if self.every else x[self.rows.unsqueeze(1), self.order]
+        if self.every:
+            return x
+        return x[self.rows] if self.single else x[self.rows.unsqueeze(1), self.order]
 
     def put(self, x, values):
         """Write values (B', a, ...) back into x (B, T, ...) at the selected tokens."""
         if self.every:
             x[:] = values
+        elif self.single:
+            x[self.rows] = values
         else:
             b, j = self.ok.nonzero(as_tuple=True)
             x[self.rows[b], self.order[b, j]] = values[b, j]
@@ -121,6 +127,9 @@ def _pack(mask: torch.Tensor) -> _Packed:
     if bool(mask.all()):
         return _Packed(torch.arange(B, device=mask.device), torch.arange(T, device=mask.device).expand(B, T),
                        mask, True)
+    if T == 1:
+        rows = mask[:, 0].nonzero().flatten()
+        return _Packed(rows, rows.new_zeros(rows.numel(), 1), mask.new_ones(rows.numel(), 1), False, True)
     counts = mask.sum(1)
     rows = counts.nonzero().flatten()
     if rows.numel() == 0:
@@ -258,12 +267,11 @@ class AniraModel(AniraPreTrainedModel):
         return h, depth, torch.stack(log_q, dim=-1)
 
     # -- cached path: each token runs only its own iterations (paper §3.2.4) --------------------
-    def _frozen_kv(self, h, cos, sin, iteration):
-        """Keys/values (B', kv_heads, a, hd) that tokens frozen in state h (B', a, H) present to
-        iteration `iteration` and beyond: the shared block's projections of h, with RoPE."""
-        block = self.core_block(iteration)
-        attn = block.self_attn
-        x = block.input_layernorm(h)
+    def _frozen_kv(self, h, cos, sin):
+        """Keys/values (B', kv_heads, a, hd) that tokens frozen in state h (B', a, H) present to every
+        later iteration: the shared block's projections of h, with RoPE."""
+        attn = self.core[0].self_attn
+        x = self.core[0].input_layernorm(h)
         shape = (*h.shape[:2], -1, attn.head_dim)
         k = attn.k_proj(x).view(shape).transpose(1, 2)
         v = attn.v_proj(x).view(shape).transpose(1, 2)
@@ -304,25 +312,29 @@ class AniraModel(AniraPreTrainedModel):
         seq = torch.arange(S0, S0 + T, device=dev).unsqueeze(0).expand(B, T)
         h = h.clone()
 
-        def run(layer, slot, sel: _Packed, iteration=None) -> int:
+        def run(layer, slot, sel: _Packed) -> int:
             """Run `layer` on the selected tokens only; returns how many ran."""
             if sel.rows.numel() == 0:
                 return 0
-            attn_mask = cache.begin(slot, sel.rows, sel.take(seq), sel.ok, iteration, h.dtype)
+            attn_mask = cache.begin(slot, sel.rows, sel.take(seq), sel.ok, h.dtype)
             sel.put(h, layer(sel.take(h), attention_mask=attn_mask, past_key_values=cache,
                              position_embeddings=(sel.take(cos), sel.take(sin))))
             return int(sel.ok.sum())
 
-        def freeze(exiting, iteration):
-            """Store the frozen K/V of tokens that exit after `iteration` (< D)."""
-            if iteration >= D or not bool(exiting.any()):
+        # One query per row (decoding): no token of this call can see another row's frozen entry, so
+        # every token that exits early is frozen once, after the loop, from its final state h_{d_t}.
+        defer = T == 1
+
+        def freeze(exiting):
+            """Store the frozen K/V of the `exiting` tokens (B, T), whose exit depth is < D."""
+            if not bool(exiting.any()):
                 return
             if not cfg.recurrent:
                 raise NotImplementedError("cached decoding of the untied (non-recurrent) baseline supports "
                                           "full depth only: its frozen tokens would need per-layer keys.")
             sel = _pack(exiting)
-            k, v = self._frozen_kv(sel.take(h), sel.take(cos), sel.take(sin), iteration + 1)
-            cache.add_frozen(sel.rows, k, v, sel.take(seq), sel.ok, torch.full_like(sel.order, iteration))
+            k, v = self._frozen_kv(sel.take(h), sel.take(cos), sel.take(sin))
+            cache.add_frozen(sel.rows, k, v, sel.take(seq), sel.ok, sel.take(depth))
 
         every_token = _pack(valid)
         for slot, layer in enumerate(self.prelude):
@@ -340,7 +352,7 @@ class AniraModel(AniraPreTrainedModel):
             for i in range(1, D + 1):
                 running = valid & ~exited
                 sel = _pack(running)
-                calls += run(self.core_block(i), P + i - 1, sel, i)
+                calls += run(self.core_block(i), P + i - 1, sel)
                 if i < D:
                     if sel.rows.numel():  # frozen tokens keep their last halting logit
                         sel.put(halt_logit, self.decider(sel.take(h)).squeeze(-1).float())
@@ -353,7 +365,8 @@ class AniraModel(AniraPreTrainedModel):
                 stop = running & ((exit_depths == i) if exit_depths is not None else (cdf >= u) | (i == D))
                 depth = torch.where(stop, torch.full_like(depth, i), depth)
                 exited = exited | stop
-                freeze(stop, i)
+                if not defer and i < D:
+                    freeze(stop)
             log_q = torch.stack(log_q, dim=-1)
         else:
             if cfg.decider == "early":
@@ -364,8 +377,11 @@ class AniraModel(AniraPreTrainedModel):
                 log_q = torch.log(F.one_hot(depth - 1, D).float())
             deepest = int(depth[valid].max()) if bool(valid.any()) else 0
             for i in range(1, deepest + 1):  # iterations no token reaches are skipped outright
-                calls += run(self.core_block(i), P + i - 1, _pack(valid & (depth >= i)), i)
-                freeze(valid & (depth == i), i)
+                calls += run(self.core_block(i), P + i - 1, _pack(valid & (depth >= i)))
+                if not defer and i < D:
+                    freeze(valid & (depth == i))
+        if defer:
+            freeze(valid & (depth < D))
 
         for j, layer in enumerate(self.coda):
             run(layer, P + D + j, every_token)

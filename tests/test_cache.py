@@ -94,11 +94,12 @@ def test_wrong_frozen_keys_are_caught(monkeypatch):
 
     def stale(self, rows, keys, values, seq, valid, depth):
         keys, values = keys.clone(), values.clone()
-        for b, j in valid.nonzero().tolist():
-            layer = self.layers[self.prelude_layers + int(depth[b, j]) - 1]
-            mine = (layer.row[: layer.n] == rows[b]) & (layer.seq[: layer.n] == seq[b, j])
+        pool, n = self.recurrent, self.recurrent.n
+        for b, j in valid.nonzero().tolist():  # the entry its last iteration, d, stored for this token
+            d = int(depth[b, j])
+            mine = (pool.row[:n] == rows[b]) & (pool.seq[:n] == seq[b, j]) & (pool.lo[:n] == d - 1) & (pool.hi[:n] == d - 1)
             idx = int(mine.nonzero()[0])
-            keys[b, :, j], values[b, :, j] = layer.keys[idx], layer.values[idx]
+            keys[b, :, j], values[b, :, j] = pool.keys[idx], pool.values[idx]
         original(self, rows, keys, values, seq, valid, depth)
 
     for decider in ("early", "online"):
@@ -127,6 +128,30 @@ def test_cache_holds_only_what_exit_depths_need():
     assert torch.equal(cache.exit_depths[real], depths[real]) and (cache.exit_depths[~real] == 0).all()
 
 
+def view_members(pool, view, row):
+    """Sorted sequence indices of the entries `view` lists for `row`."""
+    idx = pool.index[view, row, : pool.counts[view, row]]
+    return sorted(pool.seq[idx].tolist())
+
+
+@pytest.mark.parametrize("decider", ["early", "online"])
+def test_each_iteration_attends_to_one_entry_per_cached_token(decider):
+    """Iteration i's view lists, for every real token, its own slot-i entry if d >= i, else its one
+    frozen entry: exactly one key per token, and frozen entries are stored once, not per view."""
+    ids, mask = left_padded_batch()
+    _, depths, _, cache = cached_pass(make_model(decider), ids, mask)
+    pool, D = cache.recurrent, cache.max_depth
+    for row in range(B):
+        real = mask[row].nonzero().flatten().tolist()
+        for view in range(D):
+            assert view_members(pool, view, row) == real
+            idx = pool.index[view, row, : pool.counts[view, row]]
+            d = depths[row, pool.seq[idx]]  # own entries are listed in their view only (lo = view);
+            assert torch.equal(pool.lo[idx], torch.clamp(d, max=view))  # frozen ones from view d on
+    real = mask.bool()
+    assert pool.n == int(depths[real].sum()) + int((depths[real] < D).sum())
+
+
 def test_reorder_select_repeat_crop_keep_exit_depths_in_step():
     model = make_model("online")
     ids, mask = left_padded_batch()
@@ -145,10 +170,13 @@ def test_reorder_select_repeat_crop_keep_exit_depths_in_step():
     cache.batch_repeat_interleave(2)
     assert torch.equal(cache.exit_depths, depths[[0, 0, 1, 1]])
     assert all(torch.equal(per_row(layer, 4), c[[0, 0, 1, 1]]) for layer, c in zip(cache.layers, counts))
+    members = [view_members(cache.recurrent, v, r) for v in range(4) for r in range(4)]
     cache.crop(-3)
     assert cache.get_seq_length() == T - 3 and cache.exit_depths.shape == (4, T - 3)
     for layer in cache.layers:
         assert not (layer.seq[: layer.n] >= T - 3).any()
+    cropped = [view_members(cache.recurrent, v, r) for v in range(4) for r in range(4)]
+    assert cropped == [[s for s in m if s < T - 3] for m in members]
 
 
 def test_crop_then_continue_matches_full_forward():
