@@ -17,6 +17,11 @@
 # tokens. Paper (Fig. 8): d̄ rises with k.
 #
 # CPU defaults use short cycles and few hops; `configs/notebooks/03_depo_paper.yaml` is Table 5's.
+#
+# At this scale, learning the retrieval is a sudden transition whose timing depends on the seed,
+# more for ANIRA-O than for ANIRA-E: with these settings and 3,000 steps, ANIRA-O seeds 0 and 2
+# stay near chance (CE ≈ 1.0) while seed 1 reaches 1.00 per-query accuracy; ANIRA-E learns with
+# seeds 0 and 1. The default seed is 1; if a variant sits at chance, try another seed or more steps.
 
 # %% tags=["parameters"]
 max_nodes = 5            # N: cycle sizes n from 3..N (CPU default: see README)
@@ -32,7 +37,7 @@ steps = 3000
 batch_size = 64
 lr = 2e-3
 warmup_steps = 100
-seed = 0
+seed = 1                 # see the note above on seeds
 eval_per_knob = 200
 device = "auto"
 processes = 2

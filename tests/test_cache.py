@@ -226,6 +226,10 @@ def test_foreign_or_mismatched_caches_are_refused():
         AllocationCache(model.config).update(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 8), 0)
     with pytest.raises(RuntimeError):
         PackedKVLayer().update(torch.zeros(1), torch.zeros(1))
+    with pytest.raises(ValueError, match="exit depth in 1..D-1"):  # a token at depth D is never frozen
+        AllocationCache(model.config).add_frozen(None, None, None, None, None, depth=4)
+    with pytest.raises(IndexError, match="P \\+ D \\+ C slots"):
+        AllocationCache(model.config).locate(6)
 
 
 @pytest.mark.parametrize("decider", ["early", "online"])
