@@ -51,6 +51,7 @@ class PackedKVLayer(CacheLayerMixin):
         self.views = views
         self.row = self.seq = self.lo = self.hi = self.index = self.counts = None
         self.n = 0
+        self.width = 0  # an upper bound of counts.max(), kept on the host so appends need no sync
 
     def lazy_initialization(self, key_states, value_states):
         B, h, _, hd = key_states.shape
@@ -60,7 +61,8 @@ class PackedKVLayer(CacheLayerMixin):
         self.row, self.seq, self.lo, self.hi = (torch.zeros(0, dtype=torch.long, device=self.device) for _ in range(4))
         self.index = torch.zeros(self.views, B, 0, dtype=torch.long, device=self.device)
         self.counts = torch.zeros(self.views, B, dtype=torch.long, device=self.device)
-        self.n = 0
+        self.view = torch.arange(self.views, device=self.device)
+        self.n = self.width = 0
         self.is_initialized = True
 
     def _ensure_capacity(self, needed: int, width: int):
@@ -79,17 +81,14 @@ class PackedKVLayer(CacheLayerMixin):
         """Store the valid entries: keys/values (B', h, a, hd); seq, valid (B', a); rows (B',). Each is
         listed in views lo..hi (ints, or (B', a) tensors: one range per entry). They take pool
         positions n, n+1, ... in row-major order of `valid`, and each view lists them in that order."""
-        view = torch.arange(self.views, device=self.device)
-        if valid.shape[1] == 1 and bool(valid.all()):  # decoding: one entry per row, no selection needed
-            self._append_one_per_row(rows, keys[:, :, 0], values[:, :, 0], seq[:, 0], lo, hi, view)
+        a = valid.shape[1]
+        self.width += a
+        if a == 1 and bool(valid.all()):  # decoding: one entry per row, no selection needed
+            self._append_one_per_row(rows, keys[:, :, 0], values[:, :, 0], seq[:, 0], lo, hi)
             return
         b, j = valid.nonzero(as_tuple=True)
         m = b.numel()
-        view = view.view(-1, 1, 1)
-        listed = valid & (view >= lo) & (view <= hi)  # (views, B', a)
-        before = self.counts[:, rows]  # (views, B')
-        after = before + listed.sum(-1)
-        self._ensure_capacity(self.n + m, int(after.max()) if m else 0)
+        self._ensure_capacity(self.n + m, self.width)
         end = self.n + m
         self.keys[self.n:end] = keys.transpose(1, 2)[b, j].to(self.keys.dtype)
         self.values[self.n:end] = values.transpose(1, 2)[b, j].to(self.values.dtype)
@@ -99,29 +98,37 @@ class PackedKVLayer(CacheLayerMixin):
         self.hi[self.n:end] = hi if isinstance(hi, int) else hi[b, j]
         position = torch.zeros_like(seq)
         position[b, j] = torch.arange(self.n, end, device=self.device)
+        view = self.view.view(-1, 1, 1)
+        listed = valid & (view >= lo) & (view <= hi)  # (views, B', a)
+        before = self.counts[:, rows]  # (views, B')
         column = before.unsqueeze(-1) + listed.long().cumsum(-1) - 1
         v, lb, lj = listed.nonzero(as_tuple=True)
         self.index[v, rows[lb], column[v, lb, lj]] = position[lb, lj]
-        self.counts[:, rows] = after
+        self.counts[:, rows] = before + listed.sum(-1)
         self.n = end
 
-    def _append_one_per_row(self, rows, keys, values, seq, lo, hi, view):
-        """`append` for one valid entry per row: keys/values (B', h, hd); seq (B',); lo, hi ints or (B', 1);
-        view: arange(views)."""
+    def _append_one_per_row(self, rows, keys, values, seq, lo, hi):
+        """`append` for one valid entry per row: keys/values (B', h, hd); seq (B',); lo, hi ints or (B', 1)."""
         m = rows.numel()
-        lo, hi = (x if isinstance(x, int) else x[:, 0] for x in (lo, hi))
-        view = view.unsqueeze(1)
-        listed = ((view >= lo) & (view <= hi)).expand(self.views, m)  # (views, B')
-        before = self.counts[:, rows]
-        after = before + listed
-        self._ensure_capacity(self.n + m, int(after.max()) if m else 0)
+        self._ensure_capacity(self.n + m, self.width)
         end = self.n + m
         self.keys[self.n:end], self.values[self.n:end] = keys, values
         self.row[self.n:end], self.seq[self.n:end] = rows, seq
-        self.lo[self.n:end], self.hi[self.n:end] = lo, hi
-        v, e = listed.nonzero(as_tuple=True)
-        self.index[v, rows[e], before[v, e]] = self.n + e
-        self.counts[:, rows] = after
+        position = torch.arange(self.n, end, device=self.device)
+        if isinstance(lo, int) and lo == hi:  # a layer call's own entries: one view
+            self.lo[self.n:end], self.hi[self.n:end] = lo, hi
+            column = self.counts[lo, rows]
+            self.index[lo, rows, column] = position
+            self.counts[lo, rows] = column + 1
+        else:  # frozen entries: views lo..hi, lo per token
+            lo, hi = (x if isinstance(x, int) else x[:, 0] for x in (lo, hi))
+            self.lo[self.n:end], self.hi[self.n:end] = lo, hi
+            view = self.view.unsqueeze(1)
+            listed = ((view >= lo) & (view <= hi)).expand(self.views, m)  # (views, B')
+            before = self.counts[:, rows]
+            v, e = listed.nonzero(as_tuple=True)
+            self.index[v, rows[e], before[v, e]] = position[e]
+            self.counts[:, rows] = before + listed
         self.n = end
 
     def layout(self, view: int, rows, every_row: bool = False):
@@ -147,7 +154,7 @@ class PackedKVLayer(CacheLayerMixin):
         mine = self.row.unsqueeze(0) == torch.arange(batch, device=self.device).unsqueeze(1)  # (B, n)
         listed = mine & (self.lo <= view) & (view <= self.hi)  # (views, B, n)
         self.counts = listed.sum(-1)
-        width = int(self.counts.max()) if batch and self.n else 0
+        width = self.width = int(self.counts.max()) if batch and self.n else 0
         self.index = torch.sort((~listed).to(torch.int8), dim=-1, stable=True).indices[..., :width]
 
     def select_rows(self, mapping):
@@ -190,7 +197,7 @@ class PackedKVLayer(CacheLayerMixin):
     def reset(self):
         self.is_initialized = False
         self.keys = self.values = self.row = self.seq = self.lo = self.hi = self.index = self.counts = None
-        self.n = 0
+        self.n = self.width = 0
 
     def bytes_held(self) -> int:
         if not self.is_initialized:
