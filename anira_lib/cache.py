@@ -124,10 +124,11 @@ class PackedKVLayer(CacheLayerMixin):
             lo, hi = (x if isinstance(x, int) else x[:, 0] for x in (lo, hi))
             self.lo[self.n:end], self.hi[self.n:end] = lo, hi
             view = self.view.unsqueeze(1)
-            listed = ((view >= lo) & (view <= hi)).expand(self.views, m)  # (views, B')
+            listed = (view >= lo) & (view <= hi)  # (views, B') (or (views, 1))
             before = self.counts[:, rows]
-            v, e = listed.nonzero(as_tuple=True)
-            self.index[v, rows[e], before[v, e]] = position[e]
+            # Every view gets the position in its first free column; only the views that list the
+            # entry count it, so elsewhere it stays beyond `counts` and the next append overwrites it.
+            self.index[view, rows, before] = position
             self.counts[:, rows] = before + listed
         self.n = end
 
