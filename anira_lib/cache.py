@@ -151,7 +151,7 @@ class PackedKVLayer(CacheLayerMixin):
         self.seq, self.lo, self.hi = self.seq[positions], self.lo[positions], self.hi[positions]
         self.row = new_rows
         self.n = positions.numel()
-        view = torch.arange(self.views, device=self.device).view(-1, 1, 1)
+        view = self.view.view(-1, 1, 1)
         mine = self.row.unsqueeze(0) == torch.arange(batch, device=self.device).unsqueeze(1)  # (B, n)
         listed = mine & (self.lo <= view) & (view <= self.hi)  # (views, B, n)
         self.counts = listed.sum(-1)
