@@ -1,38 +1,87 @@
 """Allocation-aware KV cache (paper §3.2.4; specs/paper.md, "the contract for this library").
 
-Layer slots: prelude 0..P-1, recurrent iteration i (1-based) P+i-1, coda P+D..P+D+C-1. A token t
-with exit depth d_t leaves
+A token t with exit depth d_t leaves
 
-- one key/value in every prelude and coda slot,
-- one key/value for each recurrent iteration 1..d_t (computed from h_{i-1}(t), its state entering i),
-- one frozen key/value computed from its final state h_{d_t}(t) if d_t < D: Eq. 5 makes every deeper
-  iteration see exactly that one (for the shared core the projections are the same at every iteration).
+- one key/value in every Prelude and Coda layer,
+- one key/value in each of the R layers of the recurrent block for each iteration 1..d_t,
+- if d_t < D, one *frozen* key/value per block layer, computed from its final state h_{d_t}: an exited
+  token presents h_{d_t} to every layer of every deeper iteration (Eq. 5), so for a shared block
+  that key/value is the same at every iteration and is stored once.
 
-So the cache holds P + C + d_t + [d_t < D] entries per token instead of P + D + C:
-bytes held / fixed-depth bytes ≈ (P + C + d̄ + f) / (P + D + C), f = share of tokens with d_t < D.
+So the cache holds P + C + R·(d_t + [d_t < D]) entries per token instead of P + R·D + C:
+bytes held / fixed-depth bytes ≈ (P + C + R·(d̄ + f)) / (P + R·D + C), f = share of tokens with d_t < D.
 
-Storage is a dense pool of entries, (entries, kv_heads, head_dim), shared by the rows of the batch
-(a pool stores only the tokens that ran it, so rows are never padded to each other), with each
-entry's row and sequence index beside it. Each prelude and coda slot has its own pool; the D
-recurrent iterations share one, and a small int table per iteration ("view") lists, for each row,
-the entries that iteration attends to: its own entries plus the frozen entries of tokens that
-exited before it. A frozen entry is stored once and listed in the views of iterations d_t+1..D, so
-one gather gives a layer call exactly one key per cached token. Attention is order-free given the
-mask, which is built from the gathered entries' sequence indices.
+Storage. A pool is a dense array of entries, (entries, kv_heads, head_dim), shared by the rows of
+the batch (a pool stores only the tokens that ran it, so rows are never padded to each other), with
+each entry's row and sequence index beside it. Each Prelude and Coda layer has a pool with one view;
+each of the R block layers has a pool with D views, one per iteration. A view is a small int table
+listing, per row, the entries a layer call attends to: for iteration i, its own entries and the
+frozen entries of tokens that exited before i. One gather gives a layer call exactly one key per
+cached token; the attention mask comes from the gathered entries' sequence indices.
 
-The model drives the cache: before each layer call it calls `begin(slot, rows, query_seq, valid)`
-(which rows run, which tokens are queries) and passes the returned mask to the transformers layer;
-the layer's attention then calls `update(k, v, layer_idx)`, which stores the queries' keys/values and
-returns the keys/values to attend to.
+The contract with the model (one object per job, no call-order protocol):
+
+    step = cache.open_step(valid, dtype, device)      # one per forward: B, T, the new sequence indices
+    view = step.layer_view(part, layer, rows, seq, ok, iteration)   # one per layer call
+    layer(x, attention_mask=view.mask, past_key_values=view, ...)  # attention calls view.update(k, v, idx)
+    step.add_frozen(layer, rows, keys, values, seq, ok, depth)      # per block layer, exits before D
+    step.commit(depths)                                # exit depths, length, block calls: once per forward
+
+`CacheLayout` is the one place that numbers layers and pools.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 GROWTH = 32      # capacity grows by what is needed, capacity / GROWTH or MIN_GROWTH entries, whichever
 MIN_GROWTH = 8   # is more: held bytes stay within ~3% (+8 entries per pool) of used
+PARTS = ("prelude", "core", "coda")
+
+
+class CacheLayout(NamedTuple):
+    """The shape a cache is built for; `pool(part, layer)` numbers the pools (one place for it):
+    Prelude layers 0..P-1, block layers P..P+R-1 (each with D views), Coda layers P+R..P+R+C-1."""
+
+    prelude_layers: int
+    recurrent_layers: int
+    max_depth: int
+    coda_layers: int
+    num_key_value_heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, config) -> CacheLayout:
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return cls(config.prelude_layers, getattr(config, "recurrent_layers", 1), config.max_depth,
+                   config.coda_layers, config.num_key_value_heads, head_dim)
+
+    @property
+    def pools(self) -> int:
+        return self.prelude_layers + self.recurrent_layers + self.coda_layers
+
+    @property
+    def slots(self) -> int:
+        """Layer calls of one full-depth forward pass: P + R·D + C."""
+        return self.prelude_layers + self.recurrent_layers * self.max_depth + self.coda_layers
+
+    def pool(self, part: str, layer: int) -> int:
+        size = {"prelude": self.prelude_layers, "core": self.recurrent_layers, "coda": self.coda_layers}
+        if part not in size:
+            raise ValueError(f"part {part!r} is unknown; use one of {PARTS}.")
+        if not 0 <= layer < size[part]:
+            raise IndexError(f"{part} layer {layer} is outside 0..{size[part] - 1}.")
+        return layer + {"prelude": 0, "core": self.prelude_layers,
+                        "coda": self.prelude_layers + self.recurrent_layers}[part]
+
+    def mismatch(self, other: CacheLayout) -> str | None:
+        """A sentence naming the fields where `other` (a model's layout) differs from this one, or None."""
+        diffs = [f"{name}={mine} (model: {theirs})" for name, mine, theirs in zip(self._fields, self, other)
+                 if mine != theirs]
+        return ", ".join(diffs) or None
 
 
 class PackedKVLayer(CacheLayerMixin):
@@ -184,7 +233,8 @@ class PackedKVLayer(CacheLayerMixin):
 
     # -- the generic Cache layer protocol -------------------------------------------------
     def update(self, key_states, value_states, *args, **kwargs):
-        raise RuntimeError("AllocationCache slots are written through AllocationCache.update, driven by AniraModel.")
+        raise RuntimeError("AllocationCache pools are written through the SlotView of each layer call, "
+                           "which AniraModel's cached forward hands to the layer.")
 
     def get_seq_length(self) -> int:
         return self.n
@@ -209,96 +259,147 @@ class PackedKVLayer(CacheLayerMixin):
         return self.n if self.is_initialized else 0
 
 
+class SlotView:
+    """What one layer call may read and write: view `view` of `pool` for `rows` (B',), whose queries
+    sit at sequence indices `query_seq` (B', a) (`query_valid` marks the real ones).
+
+    mask: additive attention mask (B', 1, a, keys) over the keys `update` returns (the entries the view
+    lists for these rows, then the queries' own), or None when every query may see every key, which
+    holds only when the forward pass adds one token per row (`one_step`) and no key is padding.
+    transformers' attention calls `update(k, v, layer_idx)` once: it stores the valid queries'
+    keys/values in this pool, listed in this view only, and returns keys/values (B', kv_heads, keys, hd)
+    in the mask's order. `layer_idx` is not consulted: the block's layers keep one index for every
+    iteration, so the view, not the index, says where the entries go."""
+
+    __slots__ = ("pool", "view", "rows", "query_seq", "query_valid", "idx", "mask", "used")
+
+    def __init__(self, pool: PackedKVLayer, view: int, rows, query_seq, query_valid, dtype, one_step: bool):
+        self.pool, self.view, self.rows, self.query_seq, self.query_valid = pool, view, rows, query_seq, query_valid
+        every_row = rows.numel() == pool.counts.shape[1]  # rows come sorted and unique from the model
+        idx, ok = pool.layout(view, rows, every_row)
+        new = pool.n + query_valid.reshape(-1).long().cumsum(0).view_as(query_valid) - 1
+        if one_step:  # one new token per row: every cached key precedes it
+            ok = torch.cat([ok, query_valid], dim=1)
+            allowed = None if bool(ok.all()) else ok.unsqueeze(1)
+        else:  # several new tokens per row: causal by sequence index (frozen entries of later tokens too)
+            key_seq = torch.cat([pool.seq[idx], query_seq], dim=1)
+            ok = torch.cat([ok, query_valid], dim=1)
+            allowed = ok.unsqueeze(1) & (key_seq.unsqueeze(1) <= query_seq.unsqueeze(2))
+            allowed = torch.where(query_valid.unsqueeze(2), allowed, ok.unsqueeze(1))  # padding queries: any key
+        self.idx = torch.cat([idx, new.masked_fill(~query_valid, 0)], dim=1)
+        self.mask = None
+        if allowed is not None:
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+            self.mask = mask.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+        self.used = False
+
+    def update(self, key_states, value_states, layer_idx: int | None = None, *args, **kwargs):
+        if self.used:
+            raise RuntimeError("a SlotView serves one layer call; ask the CacheStep for a new one.")
+        self.used = True
+        self.pool.append(self.rows, key_states, value_states, self.query_seq, self.query_valid, self.view, self.view)
+        return self.pool.gather(self.idx)
+
+
+class CacheStep:
+    """One forward pass through an `AllocationCache`: B rows, T new tokens at sequence indices
+    seen..seen+T-1 (`seq`, (B, T)), `valid` (B, T) marking the real ones. Hands out each layer call's
+    `SlotView`, stores frozen entries, and `commit`s the pass's bookkeeping to the cache, once."""
+
+    def __init__(self, cache: AllocationCache, valid: torch.Tensor, dtype):
+        self.cache, self.valid, self.dtype = cache, valid, dtype
+        B, T = valid.shape
+        self.seq = torch.arange(cache.seen, cache.seen + T, device=valid.device).unsqueeze(0).expand(B, T)
+        self.one_step = T == 1
+        self.block_calls = 0  # (token, iteration) pairs of block 0 computed; an int or a 0-d tensor
+        self.committed = False
+
+    def layer_view(self, part: str, layer: int, rows, seq, ok, iteration: int = 1) -> SlotView:
+        """The SlotView for `part`'s layer `layer` ("prelude", "core", "coda"; for "core" at recurrent
+        iteration 1..D) run by `rows` (B',) with queries at seq, ok (B', a)."""
+        layout = self.cache.layout
+        pool = self.cache.layers[layout.pool(part, layer)]
+        view = 0
+        if part == "core":
+            if not 1 <= iteration <= layout.max_depth:
+                raise IndexError(f"iteration {iteration} is outside 1..D = 1..{layout.max_depth}.")
+            view = iteration - 1
+            if layer == 0:
+                self.block_calls = self.block_calls + (ok.numel() if self.one_step else ok.sum())
+        return SlotView(pool, view, rows, seq, ok, self.dtype, self.one_step)
+
+    def add_frozen(self, layer: int, rows, keys, values, seq, ok, depth):
+        """Store block layer `layer`'s frozen keys/values (B', kv_heads, a, hd) of tokens that exited after
+        iteration `depth` < D (an int, or (B', a) per token), once, listed in iterations depth+1..D."""
+        D = self.cache.layout.max_depth
+        if isinstance(depth, int) and not 1 <= depth < D:
+            raise ValueError(f"a frozen entry needs an exit depth in 1..D-1 = 1..{D - 1}, got {depth}")
+        self.cache.layers[self.cache.layout.pool("core", layer)].append(rows, keys, values, seq, ok, lo=depth, hi=D - 1)
+
+    def commit(self, depths: torch.Tensor):
+        """Record the pass: exit depths (B, T) of the new tokens (0 kept for padding), the new length
+        and the block calls made. Once per step."""
+        if self.committed:
+            raise RuntimeError("this CacheStep was committed already; open a new one per forward pass.")
+        self.committed = True
+        cache = self.cache
+        cache.exit_depths = torch.cat([cache.exit_depths, torch.where(self.valid, depths, 0)], dim=1)
+        cache.seen += self.valid.shape[1]
+        cache.block_calls += int(self.block_calls)
+
+
 class AllocationCache(Cache):
     """KV cache for `AniraForCausalLM` that holds only what each token's exit depth requires.
 
-    Built for one model configuration (P, D, C, kv heads, head dim). `layers`: P prelude pools, the
-    recurrent pool (D views), C coda pools. `exit_depths` (B, S) keeps every cached token's exit
-    depth (0 for padding), in step through reorder/select/repeat/crop."""
+    Built for one `CacheLayout` (P, R, D, C, kv heads, head dim). `layers`: P Prelude pools, R block
+    pools (D views each), C Coda pools. `exit_depths` (B, S) keeps every cached token's exit depth (0
+    for padding), in step through reorder/select/repeat/crop; `seen` is S; `block_calls` counts the
+    (token, iteration) pairs the recurrent block actually computed. The model writes none of these:
+    it opens a `CacheStep` per forward pass and commits it."""
 
     def __init__(self, config):
-        self.prelude_layers, self.max_depth, self.coda_layers = (config.prelude_layers, config.max_depth,
-                                                                  config.coda_layers)
-        self.n_slots = self.prelude_layers + self.max_depth + self.coda_layers
-        pools = ([PackedKVLayer() for _ in range(self.prelude_layers)] + [PackedKVLayer(views=self.max_depth)]
-                 + [PackedKVLayer() for _ in range(self.coda_layers)])
+        self.layout = CacheLayout.of(config)
+        P, R, D, C = self.layout[:4]
+        pools = ([PackedKVLayer() for _ in range(P)] + [PackedKVLayer(views=D) for _ in range(R)]
+                 + [PackedKVLayer() for _ in range(C)])
         super().__init__(layers=pools)
-        self.signature = cache_signature(config)
         self.exit_depths: torch.Tensor | None = None
         self.seen = 0
-        self.block_calls = 0  # (token, recurrent iteration) pairs actually computed
-        self._armed = None
+        self.block_calls = 0
 
     @property
-    def recurrent(self) -> PackedKVLayer:
-        """The pool shared by the D recurrent iterations (view i-1 = iteration i)."""
-        return self.layers[self.prelude_layers]
+    def max_depth(self) -> int:
+        return self.layout.max_depth
 
-    def locate(self, slot: int) -> tuple[PackedKVLayer, int]:
-        """Layer slot (0..P+D+C-1) -> (pool, view)."""
-        P, D = self.prelude_layers, self.max_depth
-        if not 0 <= slot < self.n_slots:
-            raise IndexError(f"slot {slot} is outside 0..{self.n_slots - 1} (P + D + C slots)")
-        if slot < P:
-            return self.layers[slot], 0
-        if slot < P + D:
-            return self.recurrent, slot - P
-        return self.layers[slot - D + 1], 0
+    @property
+    def core_pools(self) -> list[PackedKVLayer]:
+        """The R pools of the recurrent block's layers (view i-1 = iteration i)."""
+        P, R = self.layout.prelude_layers, self.layout.recurrent_layers
+        return self.layers[P:P + R]
 
-    # -- driving a layer call -------------------------------------------------------------
-    def begin(self, slot: int, rows, query_seq, query_valid, dtype) -> torch.Tensor | None:
-        """Arm `slot` for one layer call by `rows` (B',) with queries at sequence indices query_seq
-        (B', a) (query_valid marks real ones). Returns the additive attention mask (B', 1, a, keys)
-        over the keys `update` will return: the entries the slot's view lists for these rows (for a
-        recurrent iteration: its own and the frozen ones of earlier exits), then the queries' own.
-        None when every query may see every key (one query per row and no padding among the keys)."""
-        layer, view = self.locate(slot)
-        if not layer.is_initialized:
-            raise RuntimeError("call AllocationCache.initialise(...) before the first layer call")
-        every_row = rows.numel() == layer.counts.shape[1]  # rows come sorted and unique from the model
-        idx, ok = layer.layout(view, rows, every_row)
-        new = layer.n + query_valid.reshape(-1).long().cumsum(0).view_as(query_valid) - 1
-        one_query = query_seq.shape[1] == 1  # decoding: every cached entry precedes the query
-        if not one_query:
-            key_seq = torch.cat([layer.seq[idx], query_seq], dim=1)
-        idx = torch.cat([idx, new.masked_fill(~query_valid, 0)], dim=1)
-        ok = torch.cat([ok, query_valid], dim=1)
-        self._armed = (layer, view, rows, query_seq, query_valid, idx)
-        if one_query:
-            if bool(ok.all()):
-                return None  # every gathered key is visible: attention needs no mask
-            allowed = ok.unsqueeze(1)
-        else:
-            allowed = ok.unsqueeze(1) & (key_seq.unsqueeze(1) <= query_seq.unsqueeze(2))
-            allowed = torch.where(query_valid.unsqueeze(2), allowed, ok.unsqueeze(1))  # padding queries: any key
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-        return mask.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+    def check_layout(self, config):
+        """Refuse a model this cache was not built for, naming the fields that differ."""
+        diff = self.layout.mismatch(CacheLayout.of(config))
+        if diff:
+            raise ValueError(f"this AllocationCache was built for another model: {diff}; pass "
+                             "AllocationCache(model.config), or no cache (generate() builds one).")
+
+    def open_step(self, valid: torch.Tensor, dtype, device) -> CacheStep:
+        """Begin a forward pass of valid.shape = (B, T) new tokens; the pools are allocated on the first."""
+        B = valid.shape[0]
+        if self.exit_depths is None:
+            empty = torch.zeros(B, self.layout.num_key_value_heads, 0, self.layout.head_dim, dtype=dtype, device=device)
+            for layer in self.layers:
+                layer.lazy_initialization(empty, empty)
+            self.exit_depths = torch.zeros(B, 0, dtype=torch.long, device=device)
+        elif self.batch_size != B:
+            raise ValueError(f"the cache holds {self.batch_size} sequences but {B} were passed; use one "
+                             "AllocationCache per batch.")
+        return CacheStep(self, valid, dtype)
 
     def update(self, key_states, value_states, layer_idx: int = 0, *args, **kwargs):
-        """Called by the attention of the armed layer: store the valid queries' keys/values, return
-        the keys/values to attend to, in the order `begin` laid out."""
-        if self._armed is None:
-            raise RuntimeError("AllocationCache is driven by AniraModel's cached forward; it cannot be used "
-                               "by another model's layers.")
-        layer, view, rows, query_seq, query_valid, idx = self._armed
-        self._armed = None
-        layer.append(rows, key_states, value_states, query_seq, query_valid, view, view)
-        return layer.gather(idx)
-
-    def initialise(self, batch_size: int, kv_heads: int, head_dim: int, dtype, device):
-        if self.layers[0].is_initialized:
-            return
-        empty = torch.zeros(batch_size, kv_heads, 0, head_dim, dtype=dtype, device=device)
-        for layer in self.layers:
-            layer.lazy_initialization(empty, empty)
-        self.exit_depths = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-
-    def add_frozen(self, rows, keys, values, seq, valid, depth):
-        """Store the frozen keys/values (B', kv_heads, a, hd) of tokens that exited after iteration
-        `depth` < D (an int, or (B', a) per token), once, listed in the views of iterations depth+1..D."""
-        if isinstance(depth, int) and not 1 <= depth < self.max_depth:
-            raise ValueError(f"a frozen entry needs an exit depth in 1..D-1 = 1..{self.max_depth - 1}, got {depth}")
-        self.recurrent.append(rows, keys, values, seq, valid, lo=depth, hi=self.max_depth - 1)
+        raise RuntimeError("AllocationCache is driven by AniraModel's cached forward, which hands each layer "
+                           "call its own SlotView; it cannot be used by another model's layers.")
 
     # -- bookkeeping kept in step with generate() -----------------------------------------
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -308,7 +409,7 @@ class AllocationCache(Cache):
         return self.seen + query_length, 0
 
     def _select_rows(self, mapping):
-        """New row r holds old row mapping[r], in every slot and in exit_depths."""
+        """New row r holds old row mapping[r], in every pool and in exit_depths."""
         for layer in self.layers:
             layer.select_rows(mapping)
         if self.exit_depths is not None:
@@ -343,26 +444,25 @@ class AllocationCache(Cache):
     def memory_report(self) -> dict:
         """Bytes allocated vs a fixed-depth cache of the same tokens, and the entry-count accounting.
 
-        fixed = (P + D + C) entries per non-padding token; used = entries actually stored;
-        predicted = P + C + d̄ + f per token (see the module docstring)."""
+        fixed = P + R·D + C entries per non-padding token; used = entries actually stored;
+        predicted = P + C + R·(d̄ + f) per token (see the module docstring)."""
         layer = self.layers[0]
         if not layer.is_initialized or self.exit_depths is None:
             return {}
+        P, R, D, C = self.layout[:4]
         h, hd = layer.keys.shape[1], layer.keys.shape[2]
         entry = 2 * h * hd * layer.keys.element_size()
         depths = self.exit_depths[self.exit_depths > 0].float()
         tokens = depths.numel()
         held = sum(x.bytes_held() for x in self.layers)
         used = sum(x.entries() for x in self.layers) * entry
-        fixed = tokens * self.n_slots * entry
+        fixed = tokens * self.layout.slots * entry
         d_mean = float(depths.mean()) if tokens else 0.0
-        f = float((depths < self.max_depth).float().mean()) if tokens else 0.0
-        predicted = (self.prelude_layers + self.coda_layers + d_mean + f) / self.n_slots
+        f = float((depths < D).float().mean()) if tokens else 0.0
+        predicted = (P + C + R * (d_mean + f)) / self.layout.slots
         return {"tokens": tokens, "mean_depth": d_mean, "bytes_held": held, "bytes_used": used,
                 "bytes_fixed_depth": fixed, "held_over_fixed": held / max(fixed, 1),
                 "used_over_fixed": used / max(fixed, 1), "predicted_over_fixed": predicted}
 
 
-def cache_signature(config) -> tuple:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return (config.prelude_layers, config.max_depth, config.coda_layers, config.num_key_value_heads, head_dim)
+__all__ = ["AllocationCache", "CacheLayout", "CacheStep", "SlotView", "PackedKVLayer"]

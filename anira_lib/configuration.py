@@ -1,7 +1,9 @@
 """`AniraConfig`: one config class for ANIRA-E, ANIRA-O and both baselines.
 
-The model is Prelude (P Llama layers) -> one shared recurrent Llama block applied up to D times ->
-Coda (C Llama layers) -> RMSNorm -> LM head (paper §3.1, Eqs. 1-2). The fields Llama's own modules
+The model is Prelude (P Llama layers) -> one shared recurrent block (R Llama layers, optionally
+preceded by an input-injection adapter) applied up to D times -> Coda (C Llama layers) -> RMSNorm ->
+LM head (paper §3.1, Eqs. 1-2; the block's generalisation follows retrofitted recurrence,
+specs/natural_language.md). The fields Llama's own modules
 read (`hidden_size`, `num_attention_heads`, `rope_parameters`, ...) keep Llama's names, so
 `LlamaDecoderLayer` and `LlamaRotaryEmbedding` are built straight from this config.
 """
@@ -13,6 +15,7 @@ from transformers import PreTrainedConfig
 
 DECIDERS = ("early", "online", "none")
 DEPTH_RULES = ("mode", "median", "threshold", "mean", "full")
+INITIAL_STATES = ("prelude", "zeros", "random")
 
 
 @strict
@@ -23,6 +26,15 @@ class AniraConfig(PreTrainedConfig):
         halting probability after each iteration) or "none" (fixed depth D baseline).
     recurrent: False gives the non-recurrent baseline: D untied blocks instead of one shared block.
     max_depth [D]: iterations of the recurrent block (or untied blocks when recurrent=False).
+    recurrent_layers [R]: Llama layers in the recurrent block (1 in the paper's synthetic tasks; a
+        retrofitted recurrent Llama has several). An exited token presents its frozen state to every
+        layer of every deeper iteration.
+    input_injection: each iteration first maps x <- W [x; e], W: Linear(2H -> H, no bias), e the
+        Prelude output (retrofitted recurrence's adapter).
+    initial_state: the state entering iteration 1: "prelude" (the Prelude output, the paper's choice),
+        "zeros", or "random" (truncated normal, std sqrt(2/(5H)), clipped at ±3σ, drawn afresh per
+        call, as in retrofitted recurrence). Anything but "prelude" needs input_injection, or the
+        recurrent block would never see the input.
     prelude_layers [P], coda_layers [C]: Llama layers before and after the recurrent core.
     decider_intermediate_size: width I of the decider FFN (defaults to `intermediate_size`).
     kl_beta [β], prior_lambda [λ]: weight of KL(q_t || p_λ) and rate of the truncated exponential
@@ -50,6 +62,9 @@ class AniraConfig(PreTrainedConfig):
     prelude_layers: int = 1
     max_depth: int = 4
     coda_layers: int = 1
+    recurrent_layers: int = 1
+    input_injection: bool = False
+    initial_state: str = "prelude"
     recurrent: bool = True
     decider: str = "early"
     decider_intermediate_size: int | None = None
@@ -87,8 +102,8 @@ class AniraConfig(PreTrainedConfig):
     # -- derived sizes -------------------------------------------------------------------------
     @property
     def num_hidden_layers(self) -> int:
-        """Layer slots of one full-depth forward pass: P + D + C (KV-cache slots, FLOP count)."""
-        return self.prelude_layers + self.max_depth + self.coda_layers
+        """Layer calls of one full-depth forward pass: P + R·D + C (FLOP count, layer indices)."""
+        return self.prelude_layers + self.recurrent_layers * self.max_depth + self.coda_layers
 
     @property
     def resolved_depth_rule(self) -> str:
@@ -106,6 +121,14 @@ class AniraConfig(PreTrainedConfig):
         for name in ("prelude_layers", "coda_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.recurrent_layers < 1:
+            raise ValueError(f"recurrent_layers (R) must be >= 1, got {self.recurrent_layers}; "
+                             "R = 1 is the paper's single shared layer.")
+        if self.initial_state not in INITIAL_STATES:
+            raise ValueError(f"initial_state={self.initial_state!r} is unknown; use one of {INITIAL_STATES}.")
+        if self.initial_state != "prelude" and not self.input_injection:
+            raise ValueError(f"initial_state={self.initial_state!r} needs input_injection=True: without the "
+                             "adapter the recurrent block would never see the Prelude output.")
         if self.kl_beta < 0:
             raise ValueError(f"kl_beta (β) must be >= 0, got {self.kl_beta}; β=0 disables the KL term.")
         if self.prior_lambda < 0:
@@ -124,4 +147,4 @@ class AniraConfig(PreTrainedConfig):
                              f"num_attention_heads={self.num_attention_heads}.")
 
 
-__all__ = ["AniraConfig", "DECIDERS", "DEPTH_RULES"]
+__all__ = ["AniraConfig", "DECIDERS", "DEPTH_RULES", "INITIAL_STATES"]

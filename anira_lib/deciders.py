@@ -10,6 +10,9 @@ A "distribution" is `log_q` of shape (B, T, D), log q(d | x_t) for d = 1..D.
   q(i) = λ_i Π_{j<i} (1-λ_j), the rest of the mass on D (`online_log_q`). Training samples by
   inverse CDF, d = min{d : CDF(d) >= u}, u ~ U(0,1), straight through (Eq. 7); inference uses u = τ.
 - `kl_to_prior`: KL(q_t || p_λ) with p_λ(d) ∝ exp(-λ d) normalised over d = 1..D (Eq. 4).
+- `halting_policy`: the one place the per-token exit decisions are made during a forward pass
+  (`PresetHalting` for ANIRA-E and fixed depth, `OnlineHalting` for ANIRA-O's survival/CDF
+  recursion); the training loop, uncached inference and cached decoding all drive it.
 """
 
 from __future__ import annotations
@@ -151,7 +154,155 @@ def survival_from_one_hot(y: torch.Tensor) -> torch.Tensor:
     return torch.flip(torch.cumsum(torch.flip(y, dims=[-1]), dim=-1), dims=[-1])
 
 
+# ---------------------------------------------------------------------------------------------
+# halting policies: who runs iteration i, who exits after it
+# ---------------------------------------------------------------------------------------------
+PROBE_RULES = ("mode", "mean")  # ANIRA-O rules that need the whole exit distribution first
+
+
+def halt_level(rule: str, tau: float) -> float:
+    """ANIRA-O at inference stops at the first iteration whose CDF reaches this level (Eq. 7 with
+    u = τ); 2.0 never does, so "full" runs every token to D."""
+    levels = {"median": 0.5, "threshold": tau, "full": 2.0}
+    if rule not in levels:
+        raise ValueError(f"ANIRA-O decides online with the 'median', 'threshold' or 'full' rule, not {rule!r}; "
+                         f"{PROBE_RULES} first need the whole exit distribution (a probe pass at depth D).")
+    return levels[rule]
+
+
+def needs_probe(decider: str, rule: str, forced, training: bool) -> bool:
+    """True when ANIRA-O's inference rule needs q over all D iterations before any depth is chosen."""
+    return decider == "online" and forced is None and not training and rule in PROBE_RULES
+
+
+class HaltingPolicy:
+    """Per-token exits over one forward pass of D iterations, for tokens (B, T).
+
+    Drive it as: for i = 1..D, run the block where `active(i)` (float, exactly 0/1, with a straight-
+    through gradient in training) or `running(i)` (bool, padding excluded) says; then `observe(i, a)`
+    with ANIRA-O's halting logits a_i (B, T) after the block (None when `reads_state` is False or
+    i = D) returns the tokens whose exit depth is i. After the loop: `depth` (B, T) long in 1..D and
+    `log_q` (B, T, D). `last_iteration()`: the deepest iteration any real token runs.
+    """
+
+    reads_state = False
+    depth: torch.Tensor
+    log_q: torch.Tensor
+
+    def active(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def running(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observe(self, i: int, halt_logits: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def last_iteration(self) -> int:
+        raise NotImplementedError
+
+
+class PresetHalting(HaltingPolicy):
+    """Depths fixed before the loop: ANIRA-E (from q, Eq. 6 in training), fixed depth, forced depths.
+    `one_hot` (B, T, D), a straight-through sample in training, gives the active masks' gradient."""
+
+    def __init__(self, depth, log_q, valid, one_hot=None):
+        self.depth, self.log_q, self.valid = depth, log_q, valid
+        self.survival = None if one_hot is None else survival_from_one_hot(one_hot)
+
+    def active(self, i):
+        return (self.depth >= i).float() if self.survival is None else self.survival[..., i - 1]
+
+    def running(self, i):
+        return self.valid & (self.depth >= i)
+
+    def observe(self, i, halt_logits=None):
+        return self.valid & (self.depth == i)
+
+    def last_iteration(self):
+        return int(self.depth[self.valid].max()) if bool(self.valid.any()) else 0
+
+
+class OnlineHalting(HaltingPolicy):
+    """ANIRA-O: after iteration i < D, λ_i = σ(a_i), q(i) = λ_i Π_{j<i}(1 - λ_j), the rest on D; a token
+    exits at the first i with CDF(i) >= u (Eq. 7): u ~ U(0, 1) in training (straight through the one-
+    hot exit), u = `level` at inference, or at its `forced` depth. An exited token's a_i is read from
+    its frozen state, so the caller may pass its last logit again."""
+
+    reads_state = True
+
+    def __init__(self, max_depth, valid, training=False, forced=None, level=0.5):
+        B, T = valid.shape
+        dev = valid.device
+        self.D, self.training, self.forced = max_depth, training, forced
+        self.u = None if forced is not None else (torch.rand(B, T, device=dev) if training
+                                                  else torch.full((B, T), level, device=dev))
+        self.active_now = torch.ones(B, T, device=dev)
+        self.log_survive = torch.zeros(B, T, device=dev)
+        self.cdf = torch.zeros(B, T, device=dev)
+        self.exited = ~valid
+        self.depth = torch.full((B, T), max_depth, dtype=torch.long, device=dev)
+        self.steps = []
+
+    def active(self, i):
+        return self.active_now
+
+    def running(self, i):
+        return ~self.exited
+
+    def observe(self, i, halt_logits=None):
+        if i < self.D:
+            log_p = F.logsigmoid(halt_logits) + self.log_survive
+            self.log_survive = self.log_survive + F.logsigmoid(-halt_logits)
+        else:
+            log_p = self.log_survive
+        self.steps.append(log_p)
+        p = log_p.exp()
+        self.cdf = self.cdf + p
+        stop = (self.forced == i) if self.u is None else (self.cdf >= self.u) | (i == self.D)
+        stop = stop & ~self.exited
+        self.depth = torch.where(stop, torch.full_like(self.depth, i), self.depth)
+        self.exited = self.exited | stop
+        y = stop.float()
+        if self.training and self.u is not None:
+            y = y + p - p.detach()
+        self.active_now = self.active_now - y
+        return stop
+
+    def last_iteration(self):
+        return self.D  # every iteration adds to q, even once all tokens have exited
+
+    @property
+    def log_q(self):
+        return torch.stack(self.steps, dim=-1)
+
+
+def halting_policy(decider: str, decider_net, max_depth: int, prelude_out, valid, *, training: bool,
+                   exit_depths=None, rule: str = "mode", tau: float = 0.5,
+                   temperature: float = 1.0) -> HaltingPolicy:
+    """The policy for one forward pass: decider "early" (ANIRA-E reads q from the Prelude output
+    (B, T, H)), "online" (ANIRA-O) or "none" (fixed depth D). `exit_depths` (B, T) forces the depths;
+    `valid` (B, T) bool marks real tokens."""
+    D = max_depth
+    if decider == "online":
+        level = 0.5 if exit_depths is not None or training else halt_level(rule, tau)
+        return OnlineHalting(D, valid, training, exit_depths, level)
+    if decider == "early":
+        log_q = early_log_q(decider_net(prelude_out))
+        if exit_depths is not None:
+            return PresetHalting(exit_depths, log_q, valid)
+        if training:
+            y = straight_through_gumbel(log_q, temperature)
+            return PresetHalting(y.detach().argmax(dim=-1) + 1, log_q, valid, one_hot=y)
+        return PresetHalting(select_depth(log_q, rule, tau), log_q, valid)
+    depth = exit_depths if exit_depths is not None else torch.full(valid.shape, D, dtype=torch.long,
+                                                                     device=valid.device)
+    return PresetHalting(depth, torch.log(F.one_hot(depth - 1, D).float()), valid)
+
+
 __all__ = [
+    "PROBE_RULES", "halt_level", "needs_probe", "HaltingPolicy", "PresetHalting", "OnlineHalting",
+    "halting_policy",
     "DeciderFFN", "early_log_q", "online_log_q", "log_prior", "kl_to_prior", "expected_depth",
     "straight_through_gumbel", "depth_from_cdf", "straight_through_one_hot", "select_depth",
     "survival_from_one_hot", "bias_for_expected_depth",

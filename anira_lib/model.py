@@ -1,15 +1,19 @@
-"""ANIRA: Prelude -> shared recurrent core (<= D iterations, per-token exit) -> Coda (paper §3).
+"""ANIRA: Prelude -> shared recurrent block (<= D iterations, per-token exit) -> Coda (paper §3).
 
-Read top to bottom: `passthrough` (Eq. 5), the two decider loops (`_run_early`, `_run_online`),
-`AniraModel.forward`, then `AniraForCausalLM.forward` with the loss (Eqs. 3-4).
+Read top to bottom: `passthrough` (Eq. 5) and token packing; the recurrent block (`AniraModel.
+iterate`: optional input injection, then R Llama layers) and its two runners, `EveryToken`
+(training and uncached inference: all tokens, exited ones held at their frozen state) and
+`RunningTokens` (cached inference: only the tokens still running, against an `AllocationCache`);
+`AniraModel.recur`, the one loop over iterations, which drives a runner with a halting policy from
+`deciders.py`; `AniraModel.forward`; then `AniraForCausalLM.forward` with the loss (Eqs. 3-4).
 
 Blocks are transformers' `LlamaDecoderLayer` (attention through its SDPA/eager interface, RMSNorm,
-SwiGLU), positions are `LlamaRotaryEmbedding`, masks are `create_causal_mask`: nothing here
-re-implements attention. Layer slots, used by KV caches and FLOP counts: prelude 0..P-1,
-recurrent iteration i (1-based) P+i-1, coda P+D..P+D+C-1.
+SwiGLU), positions are `LlamaRotaryEmbedding`, masks are `create_causal_mask` (uncached) or the
+cache's own (cached): nothing here re-implements attention.
 
 Training unrolls all D iterations for every token (a static graph); a token that has exited keeps
-presenting its frozen state to deeper iterations (passthrough), so the Coda reads h_{d_t}.
+presenting its frozen state h_{d_t} to every layer of deeper iterations (passthrough), and the Coda
+reads h_{d_t}.
 """
 
 from __future__ import annotations
@@ -28,21 +32,20 @@ from transformers.models.llama.modeling_llama import (
     LlamaDecoderLayer,
     LlamaRMSNorm,
     LlamaRotaryEmbedding,
-    apply_rotary_pos_emb,
+    rotate_half,
 )
 from transformers.utils import ModelOutput
 
-from .cache import AllocationCache, cache_signature
+from .cache import AllocationCache, CacheStep
 from .configuration import AniraConfig
 from .deciders import (
     DeciderFFN,
+    HaltingPolicy,
     bias_for_expected_depth,
-    depth_from_cdf,
-    early_log_q,
+    halting_policy,
     kl_to_prior,
+    needs_probe,
     select_depth,
-    straight_through_gumbel,
-    survival_from_one_hot,
 )
 
 IGNORE_INDEX = -100
@@ -89,11 +92,6 @@ def passthrough(h_prev: torch.Tensor, h_new: torch.Tensor, active: torch.Tensor)
     return out
 
 
-def _halt_level(rule: str, tau: float) -> float:
-    """ANIRA-O stops at the first iteration whose CDF reaches this level (2.0: never, i.e. depth D)."""
-    return {"median": 0.5, "full": 2.0}.get(rule, tau)
-
-
 class _Packed(NamedTuple):
     """Tokens selected by a (B, T) mask: rows (B',) with any; order (B', a) their token indices first
     (in order); ok (B', a) marks real entries; every: the mask was all True (rows, order = identity);
@@ -112,17 +110,17 @@ class _Packed(NamedTuple):
         return x[self.rows] if self.single else x[self.rows.unsqueeze(1), self.order]
 
     def put(self, x, values):
-        """Write values (B', a, ...) back into x (B, T, ...) at the selected tokens."""
+        """x (B, T, ...) with values (B', a, ...) at the selected tokens (a new tensor; x is kept)."""
         if self.every:
-            x[:] = values
-        elif self.single:
-            x[self.rows] = values
-        else:
-            b, j = self.ok.nonzero(as_tuple=True)
-            x[self.rows[b], self.order[b, j]] = values[b, j]
+            return values
+        if self.single:
+            return x.index_put((self.rows,), values)
+        b, j = self.ok.nonzero(as_tuple=True)
+        return x.index_put((self.rows[b], self.order[b, j]), values[b, j])
 
 
 def _pack(mask: torch.Tensor) -> _Packed:
+    """The tokens where mask (B, T) is True, packed to the left per row."""
     B, T = mask.shape
     if bool(mask.all()):
         return _Packed(torch.arange(B, device=mask.device), torch.arange(T, device=mask.device).expand(B, T),
@@ -159,24 +157,27 @@ class AniraPreTrainedModel(PreTrainedModel):
 
 
 class AniraModel(AniraPreTrainedModel):
-    """Embeddings -> Prelude -> recurrent core with a depth decider -> Coda -> RMSNorm."""
+    """Embeddings -> Prelude -> recurrent block with a depth decider -> Coda -> RMSNorm.
+
+    Parameters: `core` holds the block's R layers (recurrent) or D·R untied layers (block i:
+    core[(i-1)R : iR]); `injection` one adapter per block when `input_injection`. With R = 1 and no
+    adapter the names are those of models saved before R existed."""
 
     def __init__(self, config: AniraConfig):
         super().__init__(config)
-        P, D, C = config.prelude_layers, config.max_depth, config.coda_layers
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        P, R, D, C, H = (config.prelude_layers, config.recurrent_layers, config.max_depth, config.coda_layers,
+                         config.hidden_size)
+        blocks = 1 if config.recurrent else D
+        self.embed_tokens = nn.Embedding(config.vocab_size, H, config.pad_token_id)
         self.prelude = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(P))
-        n_core = 1 if config.recurrent else D
-        self.core = nn.ModuleList(LlamaDecoderLayer(config, P + j) for j in range(n_core))
-        self.coda = nn.ModuleList(LlamaDecoderLayer(config, P + D + j) for j in range(C))
-        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.core = nn.ModuleList(LlamaDecoderLayer(config, P + j) for j in range(blocks * R))
+        self.injection = (nn.ModuleList(nn.Linear(2 * H, H, bias=False) for _ in range(blocks))
+                          if config.input_injection else None)
+        self.coda = nn.ModuleList(LlamaDecoderLayer(config, P + R * D + j) for j in range(C))
+        self.norm = LlamaRMSNorm(H, eps=config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config=config)
-        if config.decider == "early":
-            self.decider = DeciderFFN(config.hidden_size, config.decider_intermediate_size, D)
-        elif config.decider == "online":
-            self.decider = DeciderFFN(config.hidden_size, config.decider_intermediate_size, 1)
-        else:
-            self.decider = None
+        outputs = {"early": D, "online": 1}.get(config.decider)
+        self.decider = DeciderFFN(H, config.decider_intermediate_size, outputs) if outputs else None
         self.post_init()
 
     def get_input_embeddings(self):
@@ -185,212 +186,71 @@ class AniraModel(AniraPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    def core_block(self, iteration: int) -> nn.Module:
-        """The block run at recurrent iteration `iteration` (1-based): shared, or untied baseline."""
-        return self.core[0] if self.config.recurrent else self.core[iteration - 1]
+    # -- the recurrent block -----------------------------------------------------------------
+    def block(self, iteration: int):
+        """(adapter or None, the R layers) run at recurrent iteration `iteration` (1-based)."""
+        j = 0 if self.config.recurrent else iteration - 1
+        R = self.config.recurrent_layers
+        return (None if self.injection is None else self.injection[j]), self.core[j * R:(j + 1) * R]
 
-    # -- the recurrent core -----------------------------------------------------------------
-    def _iterate(self, h, i, layer_kwargs):
-        return self.core_block(i)(h, **layer_kwargs)
+    def initial_state(self, e: torch.Tensor) -> torch.Tensor:
+        """h_0 (B, T, H) from the Prelude output e: e itself, zeros, or truncated-normal noise."""
+        kind = self.config.initial_state
+        if kind == "prelude":
+            return e
+        if kind == "zeros":
+            return torch.zeros_like(e)
+        std = (2.0 / (5.0 * e.shape[-1])) ** 0.5
+        return nn.init.trunc_normal_(torch.empty_like(e), std=std, a=-3 * std, b=3 * std)
 
-    def _run_fixed(self, h, depth, layer_kwargs):
-        """Run D iterations with given per-token exit depths (B, T); no decider involved."""
-        for i in range(1, self.config.max_depth + 1):
-            h = passthrough(h, self._iterate(h, i, layer_kwargs), (depth >= i).to(h.dtype))
+    def iterate(self, i, h, e, call, hold=None):
+        """Iteration i of the block on states h (B', a, H) with Prelude outputs e: x <- W[x; e] if
+        there is an adapter, then the R layers, each run as call(r, layer, x). `hold` (B', a), 0/1:
+        tokens at 0 keep h, so an exited token presents its frozen state to every layer (Eq. 5);
+        the last layer's output is left to the caller's passthrough."""
+        adapter, layers = self.block(i)
+        keep = None
+        if hold is not None and (adapter is not None or len(layers) > 1):
+            keep = hold.detach().unsqueeze(-1) > 0.5
+        x = h
+        if adapter is not None:
+            x = adapter(torch.cat([x, e], dim=-1))
+            x = x if keep is None else torch.where(keep, x, h)
+        for r, layer in enumerate(layers):
+            y = call(r, layer, x)
+            x = y if keep is None or r == len(layers) - 1 else torch.where(keep, y, x)
+        return x
+
+    def recur(self, e, halting: HaltingPolicy, runner):
+        """The D iterations (Eqs. 5, 7): run the block where tokens are active, let the halting policy
+        read the new state (ANIRA-O's a_i) and say who exits. Returns h_{d_t} (B, T, H)."""
+        D = self.config.max_depth
+        h = self.initial_state(e)
+        for i in range(1, (halting.last_iteration() if runner.skips_idle else D) + 1):
+            h = runner.iteration(i, h, e, halting)
+            stop = halting.observe(i, runner.halt_logits(h) if halting.reads_state and i < D else None)
+            runner.exited(i, h, stop)
+        runner.finish(h, halting.depth)
         return h
 
-    def _run_early(self, h, layer_kwargs, exit_depths, rule, tau):
-        """ANIRA-E: q from the Prelude output; sample (training, Eq. 6) or pick by `rule`."""
-        log_q = early_log_q(self.decider(h))
-        if exit_depths is not None:
-            depth, y = exit_depths, None
-        elif self.training:
-            y = straight_through_gumbel(log_q, self.config.gumbel_temperature)
-            depth = y.detach().argmax(dim=-1) + 1
-        else:
-            depth, y = select_depth(log_q, rule, tau), None
-        if y is None:
-            return self._run_fixed(h, depth, layer_kwargs), depth, log_q
-        active = survival_from_one_hot(y)
-        for i in range(1, self.config.max_depth + 1):
-            h = passthrough(h, self._iterate(h, i, layer_kwargs), active[..., i - 1])
-        return h, depth, log_q
-
-    def _run_online(self, h, layer_kwargs, exit_depths, rule, tau):
-        """ANIRA-O: halting prob. after each iteration; exit once CDF(i) >= u (Eq. 7).
-
-        u ~ U(0,1) in training (straight through the one-hot exit), u = τ at inference. For the
-        "mode"/"mean" rules, which need the whole distribution, a first pass runs every token to
-        depth D to read q, and a second pass runs the chosen depths.
-        """
-        D = self.config.max_depth
-        if exit_depths is None and not self.training and rule in ("mode", "mean"):
-            with torch.no_grad():
-                full = torch.full(h.shape[:2], D, dtype=torch.long, device=h.device)
-                _, _, probe_log_q = self._run_online(h, layer_kwargs, full, "threshold", tau)
-            exit_depths = select_depth(probe_log_q, rule, tau)
-        if exit_depths is not None:
-            u = None
-        elif self.training:
-            u = torch.rand(h.shape[:2], device=h.device)
-        else:
-            u = torch.full(h.shape[:2], _halt_level(rule, tau), device=h.device)
-
-        B, T = h.shape[:2]
-        active = torch.ones(B, T, device=h.device)
-        log_survive = torch.zeros(B, T, device=h.device)
-        cdf = torch.zeros(B, T, device=h.device)
-        exited = torch.zeros(B, T, dtype=torch.bool, device=h.device)
-        depth = torch.full((B, T), D, dtype=torch.long, device=h.device)
-        log_q = []
-        for i in range(1, D + 1):
-            h = passthrough(h, self._iterate(h, i, layer_kwargs), active)
-            if i < D:
-                a = self.decider(h).squeeze(-1).float()
-                log_p = F.logsigmoid(a) + log_survive
-                log_survive = log_survive + F.logsigmoid(-a)
-            else:
-                log_p = log_survive
-            log_q.append(log_p)
-            p = log_p.exp()
-            cdf = cdf + p
-            if u is None:
-                stop_now = exit_depths == i
-            else:
-                stop_now = ((cdf >= u) | (i == D)) & ~exited
-            depth = torch.where(stop_now & ~exited, torch.full_like(depth, i), depth)
-            exited = exited | stop_now
-            y_i = stop_now.float()
-            if self.training and u is not None:
-                y_i = y_i + p - p.detach()
-            active = active - y_i
-        return h, depth, torch.stack(log_q, dim=-1)
-
-    # -- cached path: each token runs only its own iterations (paper §3.2.4) --------------------
-    def _frozen_kv(self, h, cos, sin):
-        """Keys/values (B', kv_heads, a, hd) that tokens frozen in state h (B', a, H) present to every
-        later iteration: the shared block's projections of h, with RoPE."""
-        attn = self.core[0].self_attn
-        x = self.core[0].input_layernorm(h)
-        shape = (*h.shape[:2], -1, attn.head_dim)
-        k = attn.k_proj(x).view(shape).transpose(1, 2)
-        v = attn.v_proj(x).view(shape).transpose(1, 2)
-        _, k = apply_rotary_pos_emb(k, k, cos, sin)
-        return k, v
-
-    def _forward_cached(self, h, attention_mask, position_ids, cache, exit_depths, rule, tau):
-        """Prefill or decode T new tokens against `cache`. At recurrent iteration i only the tokens
-        still running are queries (rows with none skip the block); keys are the cached slot-i
-        entries plus the frozen keys/values of tokens that exited before i (Eq. 5)."""
+    def core_pass(self, e, valid, runner, exit_depths, rule, tau):
+        """Recurrent core on Prelude outputs e (B, T, H) -> (h (B, T, H), depths (B, T), log q (B, T, D)).
+        ANIRA-O's "mode"/"mean" rules first probe every token at depth D for its whole q, pick the
+        depths from it, run them, and report the probe's q (so depths and q agree)."""
         cfg = self.config
-        B, T = h.shape[:2]
-        P, D = cfg.prelude_layers, cfg.max_depth
-        dev = h.device
-        S0 = cache.seen
-        if cache.batch_size not in (-1, B):
-            raise ValueError(f"the cache holds {cache.batch_size} sequences but {B} were passed.")
-        if attention_mask is not None:
-            if attention_mask.ndim != 2 or attention_mask.shape[1] != S0 + T:
-                raise ValueError(f"with a cache, attention_mask must be 2-D (B, cached + new) = ({B}, {S0 + T}); "
-                                 f"got {tuple(attention_mask.shape)}.")
-            valid = attention_mask[:, -T:].bool()
-        else:
-            valid = torch.ones(B, T, dtype=torch.bool, device=dev)
-        if position_ids is None:
-            if attention_mask is not None:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -T:]
-            else:
-                position_ids = torch.arange(S0, S0 + T, device=dev).unsqueeze(0).expand(B, T)
-        if cfg.decider == "online" and exit_depths is None and rule not in ("median", "threshold", "full"):
-            raise NotImplementedError(f"ANIRA-O's '{rule}' rule needs every token's whole exit distribution, "
-                                      "which cached decoding never computes; use depth_rule='median' or "
-                                      "'threshold' with a cache, or use_cache=False.")
-        kv_heads = cfg.num_key_value_heads
-        head_dim = cfg.head_dim
-        cache.initialise(B, kv_heads, head_dim, h.dtype, dev)
-        cos, sin = self.rotary_emb(h, position_ids=position_ids)
-        seq = torch.arange(S0, S0 + T, device=dev).unsqueeze(0).expand(B, T)
-        h = h.clone()
+        policy = lambda forced: halting_policy(  # noqa: E731
+            cfg.decider, self.decider, cfg.max_depth, e, valid, training=self.training, exit_depths=forced,
+            rule=rule, tau=tau, temperature=cfg.gumbel_temperature)
+        if not needs_probe(cfg.decider, rule, exit_depths, self.training):
+            halting = policy(exit_depths)
+            return self.recur(e, halting, runner), halting.depth, halting.log_q
+        with torch.no_grad():
+            probe = policy(torch.full(valid.shape, cfg.max_depth, dtype=torch.long, device=e.device))
+            self.recur(e, probe, runner)
+        halting = policy(select_depth(probe.log_q, rule, tau))
+        return self.recur(e, halting, runner), halting.depth, probe.log_q
 
-        def run(layer, slot, sel: _Packed) -> int:
-            """Run `layer` on the selected tokens only; returns how many ran."""
-            if sel.rows.numel() == 0:
-                return 0
-            attn_mask = cache.begin(slot, sel.rows, sel.take(seq), sel.ok, h.dtype)
-            sel.put(h, layer(sel.take(h), attention_mask=attn_mask, past_key_values=cache,
-                             position_embeddings=(sel.take(cos), sel.take(sin))))
-            return int(sel.ok.sum())
-
-        # One query per row (decoding): no token of this call can see another row's frozen entry, so
-        # every token that exits early is frozen once, after the loop, from its final state h_{d_t}.
-        defer = T == 1
-
-        def freeze(exiting):
-            """Store the frozen K/V of the `exiting` tokens (B, T), whose exit depth is < D."""
-            if not bool(exiting.any()):
-                return
-            if not cfg.recurrent:
-                raise NotImplementedError("cached decoding of the untied (non-recurrent) baseline supports "
-                                          "full depth only: its frozen tokens would need per-layer keys.")
-            sel = _pack(exiting)
-            k, v = self._frozen_kv(sel.take(h), sel.take(cos), sel.take(sin))
-            cache.add_frozen(sel.rows, k, v, sel.take(seq), sel.ok, sel.take(depth))
-
-        every_token = _pack(valid)
-        for slot, layer in enumerate(self.prelude):
-            run(layer, slot, every_token)
-
-        calls = 0
-        if cfg.decider == "online":  # forced exit_depths still report the decider's distribution
-            u = _halt_level(rule, tau)
-            log_survive = torch.zeros(B, T, device=dev)
-            cdf = torch.zeros(B, T, device=dev)
-            halt_logit = torch.zeros(B, T, device=dev)
-            exited = ~valid
-            depth = torch.full((B, T), D, dtype=torch.long, device=dev)
-            log_q = []
-            for i in range(1, D + 1):
-                running = valid & ~exited
-                sel = _pack(running)
-                calls += run(self.core_block(i), P + i - 1, sel)
-                if i < D:
-                    if sel.rows.numel():  # frozen tokens keep their last halting logit
-                        sel.put(halt_logit, self.decider(sel.take(h)).squeeze(-1).float())
-                    log_p = F.logsigmoid(halt_logit) + log_survive
-                    log_survive = log_survive + F.logsigmoid(-halt_logit)
-                else:
-                    log_p = log_survive
-                log_q.append(log_p)
-                cdf = cdf + log_p.exp()
-                stop = running & ((exit_depths == i) if exit_depths is not None else (cdf >= u) | (i == D))
-                depth = torch.where(stop, torch.full_like(depth, i), depth)
-                exited = exited | stop
-                if not defer and i < D:
-                    freeze(stop)
-            log_q = torch.stack(log_q, dim=-1)
-        else:
-            if cfg.decider == "early":
-                log_q = early_log_q(self.decider(h))
-                depth = exit_depths if exit_depths is not None else select_depth(log_q, rule, tau)
-            else:
-                depth = exit_depths if exit_depths is not None else torch.full((B, T), D, device=dev)
-                log_q = torch.log(F.one_hot(depth - 1, D).float())
-            deepest = int(depth[valid].max()) if bool(valid.any()) else 0
-            for i in range(1, deepest + 1):  # iterations no token reaches are skipped outright
-                calls += run(self.core_block(i), P + i - 1, _pack(valid & (depth >= i)))
-                if not defer and i < D:
-                    freeze(valid & (depth == i))
-        if defer:
-            freeze(valid & (depth < D))
-
-        for j, layer in enumerate(self.coda):
-            run(layer, P + D + j, every_token)
-        cache.exit_depths = torch.cat([cache.exit_depths, torch.where(valid, depth, 0)], dim=1)
-        cache.seen += T
-        cache.block_calls += calls
-        return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q,
-                                past_key_values=cache)
-
+    # -- forward ----------------------------------------------------------------------------
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -431,22 +291,136 @@ class AniraModel(AniraPreTrainedModel):
                                   past_key_values=None, position_ids=position_ids)
         layer_kwargs = dict(attention_mask=mask, position_ids=position_ids,
                             position_embeddings=self.rotary_emb(h, position_ids=position_ids))
-
         for layer in self.prelude:
             h = layer(h, **layer_kwargs)
-
-        if self.config.decider == "early":
-            h, depth, log_q = self._run_early(h, layer_kwargs, exit_depths, rule, tau)
-        elif self.config.decider == "online":
-            h, depth, log_q = self._run_online(h, layer_kwargs, exit_depths, rule, tau)
-        else:
-            depth = exit_depths if exit_depths is not None else torch.full((B, T), D, device=h.device)
-            h = self._run_fixed(h, depth, layer_kwargs)
-            log_q = torch.log(F.one_hot(depth - 1, D).float())
-
+        valid = torch.ones(B, T, dtype=torch.bool, device=h.device)
+        h, depth, log_q = self.core_pass(h, valid, EveryToken(self, layer_kwargs), exit_depths, rule, tau)
         for layer in self.coda:
             h = layer(h, **layer_kwargs)
         return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q)
+
+    def _forward_cached(self, h, attention_mask, position_ids, cache, exit_depths, rule, tau):
+        """Prefill or decode T new tokens (B, T, H) against `cache`: one CacheStep, committed at the end."""
+        B, T = h.shape[:2]
+        S0 = cache.seen
+        if needs_probe(self.config.decider, rule, exit_depths, self.training):
+            raise NotImplementedError(f"ANIRA-O's '{rule}' rule needs every token's whole exit distribution, "
+                                      "which cached decoding never computes; use depth_rule='median' or "
+                                      "'threshold' with a cache, or use_cache=False.")
+        if attention_mask is not None:
+            if attention_mask.ndim != 2 or attention_mask.shape[1] != S0 + T:
+                raise ValueError(f"with a cache, attention_mask must be 2-D (B, cached + new) = ({B}, {S0 + T}); "
+                                 f"got {tuple(attention_mask.shape)}.")
+            valid = attention_mask[:, -T:].bool()
+        else:
+            valid = torch.ones(B, T, dtype=torch.bool, device=h.device)
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, -T:]
+            else:
+                position_ids = torch.arange(S0, S0 + T, device=h.device).unsqueeze(0).expand(B, T)
+        step = cache.open_step(valid, h.dtype, h.device)
+        runner = RunningTokens(self, step, *self.rotary_emb(h, position_ids=position_ids))
+        every_token = _pack(valid)
+        h = runner.layers("prelude", self.prelude, h, every_token)
+        h, depth, log_q = self.core_pass(h, valid, runner, exit_depths, rule, tau)
+        h = runner.layers("coda", self.coda, h, every_token)
+        step.commit(depth)
+        return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q,
+                                past_key_values=cache)
+
+
+class EveryToken:
+    """Runs the block on every token, uncached (training and uncached inference): exited tokens are
+    held at their frozen state inside the block and by the passthrough after it (Eq. 5)."""
+
+    skips_idle = False  # in training an inactive iteration still carries the straight-through gradient
+
+    def __init__(self, model: AniraModel, layer_kwargs: dict):
+        self.model, self.layer_kwargs = model, layer_kwargs
+
+    def iteration(self, i, h, e, halting):
+        active = halting.active(i)
+        return passthrough(h, self.model.iterate(i, h, e, self.call, hold=active), active)
+
+    def call(self, r, layer, x):
+        return layer(x, **self.layer_kwargs)
+
+    def halt_logits(self, h):
+        return self.model.decider(h).squeeze(-1).float()
+
+    def exited(self, i, h, stop):
+        pass
+
+    def finish(self, h, depth):
+        pass
+
+
+class RunningTokens:
+    """Runs each layer on the tokens that need it only, against one `CacheStep` (cached inference):
+    at iteration i the running tokens are the only queries (rows with none skip the block), and each
+    exit below D stores the token's frozen keys/values, one per block layer, from h_{d_t}.
+
+    With one new token per row (decoding) no token of the call can see another row's frozen entry, so
+    exits are frozen once, after the loop; with several, right after their iteration, since later
+    tokens of the same call attend to them at deeper iterations (through the causal mask)."""
+
+    skips_idle = True
+
+    def __init__(self, model: AniraModel, step: CacheStep, cos, sin):
+        self.model, self.step, self.cos, self.sin = model, step, cos, sin
+        self.valid = step.valid
+        self.sel = None
+        self.halt = torch.zeros(step.valid.shape, device=step.valid.device)  # frozen tokens keep their last a_i
+
+    def run_layer(self, part, j, layer, x, sel, iteration=1):
+        view = self.step.layer_view(part, j, sel.rows, sel.take(self.step.seq), sel.ok, iteration)
+        return layer(x, attention_mask=view.mask, past_key_values=view,
+                     position_embeddings=(sel.take(self.cos), sel.take(self.sin)))
+
+    def layers(self, part, layers, h, sel):
+        """Prelude or Coda on the selected tokens of h (B, T, H)."""
+        for j, layer in enumerate(layers):
+            h = sel.put(h, self.run_layer(part, j, layer, sel.take(h), sel))
+        return h
+
+    def iteration(self, i, h, e, halting):
+        sel = self.sel = _pack(halting.running(i))
+        if sel.rows.numel() == 0:
+            return h
+        call = lambda r, layer, x: self.run_layer("core", r, layer, x, sel, i)  # noqa: E731
+        return sel.put(h, self.model.iterate(i, sel.take(h), sel.take(e), call))
+
+    def halt_logits(self, h):
+        if self.sel.rows.numel():
+            self.halt = self.sel.put(self.halt, self.model.decider(self.sel.take(h)).squeeze(-1).float())
+        return self.halt
+
+    def exited(self, i, h, stop):
+        if not self.step.one_step and i < self.model.config.max_depth:
+            self.freeze(h, stop, i)
+
+    def finish(self, h, depth):
+        if self.step.one_step:
+            self.freeze(h, self.valid & (depth < self.model.config.max_depth), depth)
+
+    def freeze(self, h, exiting, depth):
+        """Store the frozen keys/values of the `exiting` tokens (B, T), exit depth `depth` (int or (B, T)) < D."""
+        if not bool(exiting.any()):
+            return
+        if not self.model.config.recurrent:
+            raise NotImplementedError("cached decoding of the untied (non-recurrent) baseline supports full "
+                                      "depth only: its frozen tokens would need keys per untied block.")
+        sel = _pack(exiting)
+        state, cos, sin = sel.take(h), sel.take(self.cos).unsqueeze(1), sel.take(self.sin).unsqueeze(1)
+        seq, depth = sel.take(self.step.seq), depth if isinstance(depth, int) else sel.take(depth)
+        for r, layer in enumerate(self.model.block(1)[1]):
+            attn = layer.self_attn
+            x = layer.input_layernorm(state)
+            shape = (*state.shape[:2], -1, attn.head_dim)
+            k = attn.k_proj(x).view(shape).transpose(1, 2)  # RoPE as apply_rotary_pos_emb does it, k only
+            v = attn.v_proj(x).view(shape).transpose(1, 2)
+            self.step.add_frozen(r, sel.rows, k * cos + rotate_half(k) * sin, v, seq, sel.ok, depth)
 
 
 class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
@@ -476,10 +450,7 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
         """The cache to use: the caller's AllocationCache (checked against this model), or a fresh one in
         place of None / the empty DynamicCache that generate() builds by default."""
         if isinstance(past_key_values, AllocationCache):
-            if past_key_values.signature != cache_signature(self.config):
-                raise ValueError(
-                    f"this AllocationCache was built for (P, D, C, kv_heads, head_dim) = {past_key_values.signature}, "
-                    f"but this model has {cache_signature(self.config)}; pass AllocationCache(model.config) or no cache.")
+            past_key_values.check_layout(self.config)
             return past_key_values
         if past_key_values is None or (isinstance(past_key_values, Cache) and past_key_values.get_seq_length() == 0
                                        and not getattr(past_key_values, "_is_user_defined", False)):

@@ -32,6 +32,9 @@ class TrainConfig:
     prelude_layers: int = 1
     max_depth: int = 6
     coda_layers: int = 1
+    recurrent_layers: int = 1  # R Llama layers per iteration of the block
+    input_injection: bool = False
+    initial_state: str = "prelude"
     decider_intermediate_size: int | None = None
     kl_beta: float = 0.1
     prior_lambda: float = 1.0
@@ -57,7 +60,8 @@ class TrainConfig:
     progress: bool = True
 
     MODEL_FIELDS = ("decider", "recurrent", "hidden_size", "intermediate_size", "num_attention_heads",
-                    "prelude_layers", "max_depth", "coda_layers", "decider_intermediate_size",
+                    "prelude_layers", "max_depth", "coda_layers", "recurrent_layers", "input_injection",
+                    "initial_state", "decider_intermediate_size",
                     "kl_beta", "prior_lambda", "gumbel_temperature", "initial_depth")
 
     def __post_init__(self):

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from anira_lib import AllocationCache, AniraConfig, AniraForCausalLM
-from anira_lib.cache import PackedKVLayer
+from anira_lib.cache import CacheLayout, CacheStep, PackedKVLayer
 
 B, T, PREFILL = 3, 10, 5
 
@@ -90,22 +90,23 @@ def test_forced_exit_depths_and_threshold_rule_are_cached_exactly():
 def test_wrong_frozen_keys_are_caught(monkeypatch):
     """Serve a frozen token the key/value it produced at its last active iteration (from h_{d-1})
     instead of the one from its frozen state h_d: the equivalence test must fail."""
-    original = AllocationCache.add_frozen
+    original = CacheStep.add_frozen
 
-    def stale(self, rows, keys, values, seq, valid, depth):
+    def stale(self, layer, rows, keys, values, seq, valid, depth):
         keys, values = keys.clone(), values.clone()
-        pool, n = self.recurrent, self.recurrent.n
+        pool = self.cache.core_pools[layer]
+        n = pool.n
         for b, j in valid.nonzero().tolist():  # the entry its last iteration, d, stored for this token
-            d = int(depth[b, j])
+            d = depth if isinstance(depth, int) else int(depth[b, j])
             mine = (pool.row[:n] == rows[b]) & (pool.seq[:n] == seq[b, j]) & (pool.lo[:n] == d - 1) & (pool.hi[:n] == d - 1)
             idx = int(mine.nonzero()[0])
             keys[b, :, j], values[b, :, j] = pool.keys[idx], pool.values[idx]
-        original(self, rows, keys, values, seq, valid, depth)
+        original(self, layer, rows, keys, values, seq, valid, depth)
 
     for decider in ("early", "online"):
         logit_err, prob_err, same_depths, _ = cached_vs_full(make_model(decider))
         assert logit_err <= 1e-5 and prob_err <= 1e-5 and same_depths
-    monkeypatch.setattr(AllocationCache, "add_frozen", stale)
+    monkeypatch.setattr(CacheStep, "add_frozen", stale)
     for decider in ("early", "online"):
         logit_err, prob_err, same_depths, _ = cached_vs_full(make_model(decider))
         assert logit_err > 1e-3  # the same check now fails
@@ -140,7 +141,7 @@ def test_each_iteration_attends_to_one_entry_per_cached_token(decider):
     frozen entry: exactly one key per token, and frozen entries are stored once, not per view."""
     ids, mask = left_padded_batch()
     _, depths, _, cache = cached_pass(make_model(decider), ids, mask)
-    pool, D = cache.recurrent, cache.max_depth
+    pool, D = cache.core_pools[0], cache.max_depth
     for row in range(B):
         real = mask[row].nonzero().flatten().tolist()
         for view in range(D):
@@ -170,12 +171,12 @@ def test_reorder_select_repeat_crop_keep_exit_depths_in_step():
     cache.batch_repeat_interleave(2)
     assert torch.equal(cache.exit_depths, depths[[0, 0, 1, 1]])
     assert all(torch.equal(per_row(layer, 4), c[[0, 0, 1, 1]]) for layer, c in zip(cache.layers, counts))
-    members = [view_members(cache.recurrent, v, r) for v in range(4) for r in range(4)]
+    members = [view_members(cache.core_pools[0], v, r) for v in range(4) for r in range(4)]
     cache.crop(-3)
     assert cache.get_seq_length() == T - 3 and cache.exit_depths.shape == (4, T - 3)
     for layer in cache.layers:
         assert not (layer.seq[: layer.n] >= T - 3).any()
-    cropped = [view_members(cache.recurrent, v, r) for v in range(4) for r in range(4)]
+    cropped = [view_members(cache.core_pools[0], v, r) for v in range(4) for r in range(4)]
     assert cropped == [[s for s in m if s < T - 3] for m in members]
 
 
@@ -217,19 +218,30 @@ def test_foreign_or_mismatched_caches_are_refused():
     with pytest.raises(ValueError, match="cannot use a DynamicCache"):
         model.generate(ids, attention_mask=mask, max_new_tokens=2, past_key_values=DynamicCache(config=model.config))
     other = AniraConfig(vocab_size=13, hidden_size=32, intermediate_size=64, num_attention_heads=4, max_depth=6)
-    with pytest.raises(ValueError, match=r"built for \(P, D, C, kv_heads, head_dim\)"):
+    with pytest.raises(ValueError, match=r"built for another model: max_depth=6 \(model: 4\), "
+                                         r"num_key_value_heads=4 \(model: 2\); pass AllocationCache\(model.config\)"):
         model(input_ids=ids, attention_mask=mask, past_key_values=AllocationCache(other))
     with pytest.raises(NotImplementedError, match="use depth_rule='median'"):
         make_model("online")(input_ids=ids, past_key_values=AllocationCache(make_model("online").config),
                              depth_rule="mode")
     with pytest.raises(RuntimeError, match="driven by AniraModel"):
         AllocationCache(model.config).update(torch.zeros(1, 2, 1, 8), torch.zeros(1, 2, 1, 8), 0)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="SlotView of each layer call"):
         PackedKVLayer().update(torch.zeros(1), torch.zeros(1))
+    step = AllocationCache(model.config).open_step(torch.ones(1, 2, dtype=torch.bool), torch.float32, "cpu")
     with pytest.raises(ValueError, match="exit depth in 1..D-1"):  # a token at depth D is never frozen
-        AllocationCache(model.config).add_frozen(None, None, None, None, None, depth=4)
-    with pytest.raises(IndexError, match="P \\+ D \\+ C slots"):
-        AllocationCache(model.config).locate(6)
+        step.add_frozen(0, None, None, None, None, None, depth=4)
+    with pytest.raises(IndexError, match="core layer 1 is outside 0..0"):
+        CacheLayout.of(model.config).pool("core", 1)
+    with pytest.raises(IndexError, match="iteration 5 is outside 1..D = 1..4"):
+        step.layer_view("core", 0, None, None, None, iteration=5)
+    with pytest.raises(ValueError, match="part 'middle' is unknown"):
+        step.layer_view("middle", 0, None, None, None)
+    step.commit(torch.ones(1, 2, dtype=torch.long))
+    with pytest.raises(RuntimeError, match="committed already"):
+        step.commit(torch.ones(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="holds 1 sequences but 3 were passed"):
+        model(input_ids=ids, attention_mask=torch.ones(3, 12, dtype=torch.long), past_key_values=step.cache)
 
 
 @pytest.mark.parametrize("decider", ["early", "online"])

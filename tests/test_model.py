@@ -205,3 +205,23 @@ def test_initial_depth_sets_starting_exit_distribution(decider, batch):
     assert model(ids).expected_depth.mean().item() == pytest.approx(5.0, abs=0.15)
     with pytest.raises(Exception, match="initial_depth"):
         AniraConfig(max_depth=4, initial_depth=4.0)
+
+
+@pytest.mark.parametrize("rule", ["mode", "mean"])
+def test_online_probe_rules_report_the_distribution_their_depths_come_from(rule):
+    """ANIRA-O's mode/mean pick depths from q at full depth; exit_probs must be that q, so that
+    exit_depths == rule(exit_probs) for every token (the forced pass's q differs from it)."""
+    from anira_lib.deciders import select_depth
+
+    tokens = 0
+    for seed in range(4):
+        model = tiny_model(seed=seed, decider="online", max_depth=6, depth_rule=rule).eval()
+        with torch.no_grad():
+            model.model.decider.down.weight.normal_(0, 2.0)
+        ids = torch.randint(3, 40, (4, 16), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            out = model(ids)
+        probs = out.exit_probs.double()
+        assert torch.equal(out.exit_depths, select_depth(probs.log(), rule))
+        tokens += ids.numel()
+    assert tokens == 256
