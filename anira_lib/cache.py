@@ -69,13 +69,17 @@ class CacheLayout(NamedTuple):
         return self.prelude_layers + self.recurrent_layers * self.max_depth + self.coda_layers
 
     def pool(self, part: str, layer: int) -> int:
-        size = {"prelude": self.prelude_layers, "core": self.recurrent_layers, "coda": self.coda_layers}
-        if part not in size:
+        if part == "prelude":
+            size, first = self.prelude_layers, 0
+        elif part == "core":
+            size, first = self.recurrent_layers, self.prelude_layers
+        elif part == "coda":
+            size, first = self.coda_layers, self.prelude_layers + self.recurrent_layers
+        else:
             raise ValueError(f"part {part!r} is unknown; use one of {PARTS}.")
-        if not 0 <= layer < size[part]:
-            raise IndexError(f"{part} layer {layer} is outside 0..{size[part] - 1}.")
-        return layer + {"prelude": 0, "core": self.prelude_layers,
-                        "coda": self.prelude_layers + self.recurrent_layers}[part]
+        if not 0 <= layer < size:
+            raise IndexError(f"{part} layer {layer} is outside 0..{size - 1}.")
+        return first + layer
 
     def mismatch(self, other: CacheLayout) -> str | None:
         """A sentence naming the fields where `other` (a model's layout) differs from this one, or None."""

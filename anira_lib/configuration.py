@@ -10,12 +10,30 @@ read (`hidden_size`, `num_attention_heads`, `rope_parameters`, ...) keep Llama's
 
 from __future__ import annotations
 
+import difflib
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 DECIDERS = ("early", "online", "none")
 DEPTH_RULES = ("mode", "median", "threshold", "mean", "full")
 INITIAL_STATES = ("prelude", "zeros", "random")
+
+
+def check_depth_rule(rule) -> None:
+    """Refuse an unknown inference depth rule (None means the decider's default)."""
+    if rule is not None and rule not in DEPTH_RULES:
+        close = difflib.get_close_matches(str(rule), DEPTH_RULES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"depth_rule={rule!r} is unknown; {hint}use one of {DEPTH_RULES}, or None for the "
+                         "decider's default.")
+
+
+def check_halt_threshold(tau) -> None:
+    """τ is a CDF level: a number in (0, 1]."""
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau <= 1.0:
+        raise ValueError(f"halt_threshold (τ) must be a number in (0, 1], got {tau!r}; τ is the CDF level at "
+                         "which ANIRA-O stops (0.5 = the median rule).")
 
 
 @strict
@@ -88,6 +106,13 @@ class AniraConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = 2
     tie_word_embeddings: bool = False
 
+    def __setattr__(self, name, value):
+        if name == "depth_rule":  # inference knobs are checked wherever they enter, assignment included
+            check_depth_rule(value)
+        elif name == "halt_threshold":
+            check_halt_threshold(value)
+        super().__setattr__(name, value)
+
     def __post_init__(self, **kwargs):
         if self.head_dim is None and self.num_attention_heads:
             self.head_dim = self.hidden_size // self.num_attention_heads
@@ -135,10 +160,8 @@ class AniraConfig(PreTrainedConfig):
             raise ValueError(f"prior_lambda (λ) must be >= 0, got {self.prior_lambda}; λ=0 is a uniform prior.")
         if self.gumbel_temperature <= 0:
             raise ValueError(f"gumbel_temperature must be > 0, got {self.gumbel_temperature}.")
-        if self.depth_rule is not None and self.depth_rule not in DEPTH_RULES:
-            raise ValueError(f"depth_rule={self.depth_rule!r} is unknown; use one of {DEPTH_RULES} or None.")
-        if not 0.0 < self.halt_threshold <= 1.0:
-            raise ValueError(f"halt_threshold (τ) must lie in (0, 1], got {self.halt_threshold}.")
+        check_depth_rule(self.depth_rule)
+        check_halt_threshold(self.halt_threshold)
         if self.initial_depth is not None and not 1.0 < self.initial_depth < self.max_depth:
             raise ValueError(f"initial_depth must lie strictly between 1 and max_depth={self.max_depth}, "
                              f"got {self.initial_depth}; None keeps the plain initialisation.")
@@ -147,4 +170,4 @@ class AniraConfig(PreTrainedConfig):
                              f"num_attention_heads={self.num_attention_heads}.")
 
 
-__all__ = ["AniraConfig", "DECIDERS", "DEPTH_RULES", "INITIAL_STATES"]
+__all__ = ["AniraConfig", "DECIDERS", "DEPTH_RULES", "INITIAL_STATES", "check_depth_rule", "check_halt_threshold"]

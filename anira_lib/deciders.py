@@ -181,8 +181,8 @@ class HaltingPolicy:
     Drive it as: for i = 1..D, run the block where `active(i)` (float, exactly 0/1, with a straight-
     through gradient in training) or `running(i)` (bool, padding excluded) says; then `observe(i, a)`
     with ANIRA-O's halting logits a_i (B, T) after the block (None when `reads_state` is False or
-    i = D) returns the tokens whose exit depth is i. After the loop: `depth` (B, T) long in 1..D and
-    `log_q` (B, T, D). `last_iteration()`: the deepest iteration any real token runs.
+    i = D); `exits(i)` (B, T) bool: the tokens whose exit depth is i. After the loop: `depth` (B, T)
+    long in 1..D and `log_q` (B, T, D). `last_iteration()`: the deepest iteration any real token runs.
     """
 
     reads_state = False
@@ -195,7 +195,10 @@ class HaltingPolicy:
     def running(self, i: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def observe(self, i: int, halt_logits: torch.Tensor | None) -> torch.Tensor:
+    def observe(self, i: int, halt_logits: torch.Tensor | None):
+        pass
+
+    def exits(self, i: int) -> torch.Tensor:
         raise NotImplementedError
 
     def last_iteration(self) -> int:
@@ -216,7 +219,7 @@ class PresetHalting(HaltingPolicy):
     def running(self, i):
         return self.valid & (self.depth >= i)
 
-    def observe(self, i, halt_logits=None):
+    def exits(self, i):
         return self.valid & (self.depth == i)
 
     def last_iteration(self):
@@ -234,21 +237,22 @@ class OnlineHalting(HaltingPolicy):
     def __init__(self, max_depth, valid, training=False, forced=None, level=0.5):
         B, T = valid.shape
         dev = valid.device
-        self.D, self.training, self.forced = max_depth, training, forced
-        self.u = None if forced is not None else (torch.rand(B, T, device=dev) if training
-                                                  else torch.full((B, T), level, device=dev))
-        self.active_now = torch.ones(B, T, device=dev)
+        self.D, self.forced = max_depth, forced
+        self.u = None if forced is not None else (torch.rand(B, T, device=dev) if training else level)
+        self.straight_through = training and forced is None
+        self.active_now = torch.ones(B, T, device=dev) if self.straight_through else None
         self.log_survive = torch.zeros(B, T, device=dev)
         self.cdf = torch.zeros(B, T, device=dev)
-        self.exited = ~valid
+        self.alive = valid  # running: real and not yet exited
         self.depth = torch.full((B, T), max_depth, dtype=torch.long, device=dev)
+        self.stop = None
         self.steps = []
 
     def active(self, i):
-        return self.active_now
+        return self.active_now if self.straight_through else self.alive.float()
 
     def running(self, i):
-        return ~self.exited
+        return self.alive
 
     def observe(self, i, halt_logits=None):
         if i < self.D:
@@ -259,15 +263,20 @@ class OnlineHalting(HaltingPolicy):
         self.steps.append(log_p)
         p = log_p.exp()
         self.cdf = self.cdf + p
-        stop = (self.forced == i) if self.u is None else (self.cdf >= self.u) | (i == self.D)
-        stop = stop & ~self.exited
-        self.depth = torch.where(stop, torch.full_like(self.depth, i), self.depth)
-        self.exited = self.exited | stop
-        y = stop.float()
-        if self.training and self.u is not None:
-            y = y + p - p.detach()
-        self.active_now = self.active_now - y
-        return stop
+        if i == self.D:
+            stop = self.alive
+        elif self.u is None:
+            stop = self.alive & (self.forced == i)
+        else:
+            stop = self.alive & (self.cdf >= self.u)
+        self.stop = stop
+        self.depth = self.depth.masked_fill(stop, i)
+        self.alive = self.alive ^ stop
+        if self.straight_through:
+            self.active_now = self.active_now - (stop.float() + p - p.detach())
+
+    def exits(self, i):
+        return self.stop
 
     def last_iteration(self):
         return self.D  # every iteration adds to q, even once all tokens have exited

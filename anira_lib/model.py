@@ -37,7 +37,7 @@ from transformers.models.llama.modeling_llama import (
 from transformers.utils import ModelOutput
 
 from .cache import AllocationCache, CacheStep
-from .configuration import AniraConfig
+from .configuration import AniraConfig, check_depth_rule, check_halt_threshold
 from .deciders import (
     DeciderFFN,
     HaltingPolicy,
@@ -221,15 +221,14 @@ class AniraModel(AniraPreTrainedModel):
             x = y if keep is None or r == len(layers) - 1 else torch.where(keep, y, x)
         return x
 
-    def recur(self, e, halting: HaltingPolicy, runner):
-        """The D iterations (Eqs. 5, 7): run the block where tokens are active, let the halting policy
-        read the new state (ANIRA-O's a_i) and say who exits. Returns h_{d_t} (B, T, H)."""
+    def recur(self, h, e, halting: HaltingPolicy, runner):
+        """The D iterations from h_0 = h (Eqs. 5, 7): run the block where tokens are active, let the
+        halting policy read the new state (ANIRA-O's a_i) and say who exits. Returns h_{d_t} (B, T, H)."""
         D = self.config.max_depth
-        h = self.initial_state(e)
         for i in range(1, (halting.last_iteration() if runner.skips_idle else D) + 1):
             h = runner.iteration(i, h, e, halting)
-            stop = halting.observe(i, runner.halt_logits(h) if halting.reads_state and i < D else None)
-            runner.exited(i, h, stop)
+            halting.observe(i, runner.halt_logits(h) if halting.reads_state and i < D else None)
+            runner.exited(i, h, halting)
         runner.finish(h, halting.depth)
         return h
 
@@ -238,17 +237,18 @@ class AniraModel(AniraPreTrainedModel):
         ANIRA-O's "mode"/"mean" rules first probe every token at depth D for its whole q, pick the
         depths from it, run them, and report the probe's q (so depths and q agree)."""
         cfg = self.config
+        h0 = self.initial_state(e)
         policy = lambda forced: halting_policy(  # noqa: E731
             cfg.decider, self.decider, cfg.max_depth, e, valid, training=self.training, exit_depths=forced,
             rule=rule, tau=tau, temperature=cfg.gumbel_temperature)
         if not needs_probe(cfg.decider, rule, exit_depths, self.training):
             halting = policy(exit_depths)
-            return self.recur(e, halting, runner), halting.depth, halting.log_q
+            return self.recur(h0, e, halting, runner), halting.depth, halting.log_q
         with torch.no_grad():
             probe = policy(torch.full(valid.shape, cfg.max_depth, dtype=torch.long, device=e.device))
-            self.recur(e, probe, runner)
+            self.recur(h0, e, probe, runner)
         halting = policy(select_depth(probe.log_q, rule, tau))
-        return self.recur(e, halting, runner), halting.depth, probe.log_q
+        return self.recur(h0, e, halting, runner), halting.depth, probe.log_q
 
     # -- forward ----------------------------------------------------------------------------
     def forward(
@@ -278,8 +278,10 @@ class AniraModel(AniraPreTrainedModel):
                 raise ValueError(f"exit_depths has shape {tuple(exit_depths.shape)}; expected (B, T) = {(B, T)}.")
             if exit_depths.numel() and (exit_depths.min() < 1 or exit_depths.max() > D):
                 raise ValueError(f"exit_depths must lie in 1..D = 1..{D}.")
+        check_depth_rule(depth_rule)
         rule = depth_rule or self.config.resolved_depth_rule
         tau = self.config.halt_threshold if halt_threshold is None else halt_threshold
+        check_halt_threshold(tau)
         if past_key_values is not None:
             return self._forward_cached(h, attention_mask, position_ids, past_key_values, exit_depths, rule, tau)
         if position_ids is None:
@@ -349,7 +351,7 @@ class EveryToken:
     def halt_logits(self, h):
         return self.model.decider(h).squeeze(-1).float()
 
-    def exited(self, i, h, stop):
+    def exited(self, i, h, halting):
         pass
 
     def finish(self, h, depth):
@@ -373,32 +375,37 @@ class RunningTokens:
         self.sel = None
         self.halt = torch.zeros(step.valid.shape, device=step.valid.device)  # frozen tokens keep their last a_i
 
-    def run_layer(self, part, j, layer, x, sel, iteration=1):
-        view = self.step.layer_view(part, j, sel.rows, sel.take(self.step.seq), sel.ok, iteration)
-        return layer(x, attention_mask=view.mask, past_key_values=view,
-                     position_embeddings=(sel.take(self.cos), sel.take(self.sin)))
+    def caller(self, part, sel, iteration=1):
+        """call(j, layer, x): run `part`'s layer j on the selected tokens' states x (B', a, H)."""
+        seq, positions = sel.take(self.step.seq), (sel.take(self.cos), sel.take(self.sin))
+
+        def call(j, layer, x):
+            view = self.step.layer_view(part, j, sel.rows, seq, sel.ok, iteration)
+            return layer(x, attention_mask=view.mask, past_key_values=view, position_embeddings=positions)
+        return call
 
     def layers(self, part, layers, h, sel):
         """Prelude or Coda on the selected tokens of h (B, T, H)."""
+        call = self.caller(part, sel)
         for j, layer in enumerate(layers):
-            h = sel.put(h, self.run_layer(part, j, layer, sel.take(h), sel))
+            h = sel.put(h, call(j, layer, sel.take(h)))
         return h
 
     def iteration(self, i, h, e, halting):
         sel = self.sel = _pack(halting.running(i))
         if sel.rows.numel() == 0:
             return h
-        call = lambda r, layer, x: self.run_layer("core", r, layer, x, sel, i)  # noqa: E731
-        return sel.put(h, self.model.iterate(i, sel.take(h), sel.take(e), call))
+        e = sel.take(e) if self.model.injection is not None else None
+        return sel.put(h, self.model.iterate(i, sel.take(h), e, self.caller("core", sel, i)))
 
     def halt_logits(self, h):
         if self.sel.rows.numel():
             self.halt = self.sel.put(self.halt, self.model.decider(self.sel.take(h)).squeeze(-1).float())
         return self.halt
 
-    def exited(self, i, h, stop):
+    def exited(self, i, h, halting):
         if not self.step.one_step and i < self.model.config.max_depth:
-            self.freeze(h, stop, i)
+            self.freeze(h, halting.exits(i), i)
 
     def finish(self, h, depth):
         if self.step.one_step:

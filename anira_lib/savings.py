@@ -2,8 +2,8 @@
 
 `decode_savings` decodes with `generate()` (allocation-aware cache) at each ANIRA-O threshold τ and
 at full depth, and returns one row per setting: measured d̄ of the decoded tokens, decode tokens/s,
-speedup over full depth next to the layer-count bound (P + D + C)/(P + d̄ + C), and KV bytes held
-over a fixed-depth cache next to the accounting (P + C + d̄ + f)/(P + D + C).
+speedup over full depth next to the layer-count bound (P + R·D + C)/(P + R·d̄ + C), and KV bytes held
+over a fixed-depth cache next to the accounting (P + C + R(d̄ + f))/(P + R·D + C).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import torch
 
 def random_adaptive_model(decider: str = "online", hidden_size: int = 256, intermediate_size: int = 1024,
                           num_attention_heads: int = 8, max_depth: int = 8, target_depth: float | None = None,
-                          spread: float = 0.15, seed: int = 0, vocab_size: int = 64):
+                          spread: float = 0.15, seed: int = 0, vocab_size: int = 64, **block):
     """An untrained ANIRA model whose tokens exit at many depths: the decider's output bias starts at
     E[d] = target_depth (default D/3) and its weights are drawn with std `spread`. Decode speed and KV
-    memory depend only on the exit depths, so this is enough to measure them."""
+    memory depend only on the exit depths, so this is enough to measure them. `block`: further
+    AniraConfig fields (recurrent_layers, input_injection, ...)."""
     from .configuration import AniraConfig
     from .model import AniraForCausalLM
 
@@ -27,11 +28,17 @@ def random_adaptive_model(decider: str = "online", hidden_size: int = 256, inter
     cfg = AniraConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
                       num_attention_heads=num_attention_heads, max_depth=max_depth, decider=decider,
                       initial_depth=target_depth or max_depth / 3, pad_token_id=0, eos_token_id=None,
-                      bos_token_id=None)
+                      bos_token_id=None, **block)
     model = AniraForCausalLM(cfg).eval()
     with torch.no_grad():
         model.model.decider.down.weight.normal_(0, spread)
     return model
+
+
+def layer_bound(config, mean_depth: float) -> float:
+    """Speedup that layer counts allow at mean exit depth d̄: (P + R·D + C) / (P + R·d̄ + C)."""
+    P, R, C = config.prelude_layers, config.recurrent_layers, config.coda_layers
+    return (P + R * config.max_depth + C) / (P + R * mean_depth + C)
 
 
 @torch.no_grad()
@@ -64,21 +71,24 @@ def decode_savings(model, taus, batch_size: int = 1, prompt_len: int = 32, new_t
                    seed: int = 0) -> list[dict]:
     """Rows {setting, tau, mean_depth, tokens_per_s, speedup, bound, kv_held_over_fixed, kv_accounting}
     for each τ (ANIRA-O threshold rule; for ANIRA-E τ is ignored and the mode is used) and for "full"."""
+    from .configuration import check_halt_threshold
+
+    for tau in taus:  # refuse every bad τ before anything runs
+        check_halt_threshold(tau)
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, cfg.vocab_size, (batch_size, prompt_len), generator=g).to(model.device)
     full = measure_decode(model, ids, new_tokens, depth_rule="full")
-    P, D, C = cfg.prelude_layers, cfg.max_depth, cfg.coda_layers
     rows = []
     for tau in taus:
         rule = dict(depth_rule="threshold", halt_threshold=float(tau)) if cfg.decider == "online" else {}
         m = measure_decode(model, ids, new_tokens, **rule)
         d = m["mean_depth"]
         rows.append({"setting": f"τ={tau:g}", "tau": float(tau), "mean_depth": d, "tokens_per_s": m["tokens_per_s"],
-                     "speedup": m["tokens_per_s"] / full["tokens_per_s"], "bound": (P + D + C) / (P + d + C),
+                     "speedup": m["tokens_per_s"] / full["tokens_per_s"], "bound": layer_bound(cfg, d),
                      "kv_held_over_fixed": m["memory"]["held_over_fixed"],
                      "kv_accounting": m["memory"]["predicted_over_fixed"]})
-    rows.append({"setting": "full depth", "tau": None, "mean_depth": float(D), "tokens_per_s": full["tokens_per_s"],
+    rows.append({"setting": "full depth", "tau": None, "mean_depth": float(cfg.max_depth), "tokens_per_s": full["tokens_per_s"],
                  "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": full["memory"]["held_over_fixed"],
                  "kv_accounting": full["memory"]["predicted_over_fixed"]})
     return rows

@@ -3,30 +3,36 @@
     python benchmarks/decode.py                               # CPU preset
     python benchmarks/decode.py --preset paper --device cuda  # Table 5 BREVO/LANO block size
 
-For ANIRA-E and ANIRA-O, one model each (random weights; the decider's output layer is spread so
-tokens exit at many depths around `--target-depth`), greedy `generate()` with the default
-AllocationCache at batch 1 and 16. "adaptive" uses the inference rule, "full" the same model with
-depth_rule="full" (every token runs D iterations, same code path). Decode time = time(prompt + N new
-tokens) - time(prompt + 1 new token), so prefill is excluded. Printed side by side:
+For ANIRA-E and ANIRA-O, with a block of R = 1 and R = 2 layers, one model each (random weights; the
+decider's output layer is spread so tokens exit at many depths around `--target-depth`), greedy
+`generate()` with the default AllocationCache at batch 1 and 16. "adaptive" uses the inference rule,
+"full" the same model with depth_rule="full" (every token runs D iterations, same code path). Decode
+time = time(prompt + N new tokens) - time(prompt + 1 new token), so prefill is excluded. Adaptive
+and full alternate, `--repeats` times; each pair gives one ratio, and the median and range are printed:
 
-    speedup = adaptive tokens/s / full tokens/s,  bound = (P + D + C) / (P + d̄ + C)  (d̄ measured on the
-    decoded tokens), and speedup / bound (goal: >= 0.85 at batch 1, >= 0.7 at batch 16);
-    KV bytes held / fixed-depth bytes next to the accounting (P + C + d̄ + f) / (P + D + C), f = share of
-    tokens with d < D (each keeps one frozen key/value).
+    speedup = adaptive tokens/s / full tokens/s,  bound = (P + R·D + C) / (P + R·d̄ + C) (d̄ measured on
+    the decoded tokens), and speedup / bound (goal: >= 0.85 at batch 1, >= 0.7 at batch 16);
+    KV bytes held / fixed-depth bytes next to the accounting (P + C + R·(d̄ + f)) / (P + R·D + C), f =
+    share of tokens with d < D (each keeps one frozen key/value per block layer).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 
-from anira_lib.savings import measure_decode, random_adaptive_model
+from anira_lib.savings import layer_bound, measure_decode, random_adaptive_model
 
 PRESETS = {
     "cpu": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=8, max_depth=8, prompt=64, new=64),
     "paper": dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, max_depth=6, prompt=256, new=256),
 }
+
+
+def spread(values) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def main():
@@ -35,32 +41,37 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--recurrent-layers", type=int, nargs="+", default=[1, 2], help="R of the block")
     ap.add_argument("--target-depth", type=float, default=None, help="decider's starting E[d] (default D/3)")
     ap.add_argument("--spread", type=float, default=0.15, help="std of the decider's output weights")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     p = PRESETS[args.preset]
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    D, P, C = p["max_depth"], 1, 1
+    D = p["max_depth"]
     target = args.target_depth or D / 3
     print(f"preset {args.preset}: H={p['hidden_size']} I={p['intermediate_size']} D={D} P=C=1, prompt {p['prompt']}, "
-          f"{p['new']} new tokens, {device}, {args.dtype}, torch threads {torch.get_num_threads()}")
-    header = (f"{'variant':8} {'batch':>5} {'d̄':>5} {'adaptive tok/s':>15} {'full tok/s':>11} {'speedup':>8} "
-              f"{'bound':>6} {'of bound':>9} {'KV held/fixed':>14} {'accounting':>11}")
-    print(header)
-    for name, decider in (("ANIRA-E", "early"), ("ANIRA-O", "online")):
-        model = random_adaptive_model(decider, p["hidden_size"], p["intermediate_size"], p["num_attention_heads"],
-                                      p["max_depth"], target, args.spread).to(device=device, dtype=dtype)
-        for batch in args.batches:
-            ids = torch.randint(1, 64, (batch, p["prompt"]), generator=torch.Generator().manual_seed(batch)).to(device)
-            ada = measure_decode(model, ids, p["new"], args.repeats)
-            full = measure_decode(model, ids, p["new"], args.repeats, depth_rule="full")
-            speedup = ada["tokens_per_s"] / full["tokens_per_s"]
-            bound = (P + D + C) / (P + ada["mean_depth"] + C)
-            m = ada["memory"]
-            print(f"{name:8} {batch:>5} {ada['mean_depth']:5.2f} {ada['tokens_per_s']:15.1f} {full['tokens_per_s']:11.1f} "
-                  f"{speedup:8.2f} {bound:6.2f} {speedup / bound:9.2f} {m['held_over_fixed']:14.3f} "
-                  f"{m['predicted_over_fixed']:11.3f}")
+          f"{p['new']} new tokens, {device}, {args.dtype}, torch threads {torch.get_num_threads()}, "
+          f"median [range] of {args.repeats} interleaved pairs")
+    print(f"{'variant':8} {'R':>2} {'batch':>5} {'d̄':>5} {'adaptive tok/s':>15} {'full tok/s':>11} {'speedup':>17} "
+          f"{'bound':>6} {'of bound':>17} {'KV held/fixed':>14} {'accounting':>11}")
+    for R in args.recurrent_layers:
+        for name, decider in (("ANIRA-E", "early"), ("ANIRA-O", "online")):
+            model = random_adaptive_model(decider, p["hidden_size"], p["intermediate_size"], p["num_attention_heads"],
+                                          D, target, args.spread, recurrent_layers=R).to(device=device, dtype=dtype)
+            for batch in args.batches:
+                ids = torch.randint(1, 64, (batch, p["prompt"]), generator=torch.Generator().manual_seed(batch)).to(device)
+                pairs = [(measure_decode(model, ids, p["new"]), measure_decode(model, ids, p["new"], depth_rule="full"))
+                         for _ in range(args.repeats)]
+                ada = pairs[-1][0]
+                bound = layer_bound(model.config, ada["mean_depth"])
+                speedups = [a["tokens_per_s"] / f["tokens_per_s"] for a, f in pairs]
+                tok_a = statistics.median(a["tokens_per_s"] for a, _ in pairs)
+                tok_f = statistics.median(f["tokens_per_s"] for _, f in pairs)
+                m = ada["memory"]
+                print(f"{name:8} {R:>2} {batch:>5} {ada['mean_depth']:5.2f} {tok_a:15.1f} {tok_f:11.1f} "
+                      f"{spread(speedups):>17} {bound:6.2f} {spread([s / bound for s in speedups]):>17} "
+                      f"{m['held_over_fixed']:14.3f} {m['predicted_over_fixed']:11.3f}", flush=True)
 
 
 if __name__ == "__main__":
