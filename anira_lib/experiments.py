@@ -43,10 +43,12 @@ class Comparison:
 
 def train_variants(settings: dict, out_dir: str | Path, processes: int = 2,
                    variants: dict[str, str] = VARIANTS) -> dict[str, TrainResult]:
-    """Train one run per variant (TrainConfig fields in `settings`) into `out_dir/<decider>/`."""
+    """Train one run per variant (TrainConfig fields in `settings`) into `out_dir/<decider>/`; a run
+    already there (finished or killed) is resumed, so a notebook that dies loses no more than the
+    steps since its last checkpoint."""
     configs = [TrainConfig.from_dict({**settings, "decider": d, "out_dir": str(Path(out_dir) / d)})
                for d in variants.values()]
-    return dict(zip(variants, train_parallel(configs, processes=processes)))
+    return dict(zip(variants, train_parallel(configs, processes=processes, resume="auto")))
 
 
 def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: int = 500,

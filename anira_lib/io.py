@@ -1,4 +1,10 @@
-"""Atomic file writes: a reader never sees a half-written checkpoint, config or result."""
+"""Atomic file writes: a reader never sees a half-written checkpoint, config or result.
+
+Each write goes to a temporary sibling `.<name>.<random>.tmp` (folders too), which is renamed into
+place; what a kill leaves behind matches `.*.tmp` and is removed by `run_dir.remove_stale_temps`.
+Files and folders get the permissions the user's umask gives (not the temp-file default 0600).
+Every write passes two fault points (`faults.py`): before and after its rename.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,28 @@ from pathlib import Path
 
 import torch
 
+from .faults import fault_point
 
-def _tmp_beside(path: Path) -> Path:
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _tmp_beside(path: Path, suffix: str = ".tmp") -> Path:
+    """An empty temporary file next to `path`, named `.<name>.<random><suffix>`, mode 0666 & ~umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     return Path(tmp)
+
+
+def _commit(tmp: Path, path: Path) -> None:
+    fault_point(f"written {path.name}")
+    os.replace(tmp, path)
+    fault_point(f"renamed {path.name}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -23,7 +45,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     tmp = _tmp_beside(path)
     try:
         tmp.write_text(text)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -41,7 +63,7 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     tmp = _tmp_beside(path)
     try:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -55,7 +77,7 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
     try:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -65,16 +87,17 @@ def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None) -> None
     swap it into place."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         model.save_pretrained(tmp)
         if extra is not None:
             extra(tmp)
-        old = folder.with_name(f".{folder.name}.old")
+        old = folder.with_name(f".{folder.name}.old.tmp")
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(folder, old)
-        os.replace(tmp, folder)
+        _commit(tmp, folder)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -87,11 +87,19 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
     source_ipynb = output_dir / f"{src.stem}.source.ipynb"
     nbformat.write(nb, source_ipynb)
     out = output_dir / f"{src.stem}.ipynb"
-    tmp = _tmp_beside(out).with_suffix(".ipynb")
+    failed = output_dir / f"{src.stem}.failed.ipynb"
+    tmp = _tmp_beside(out, suffix=".tmp.ipynb")
     try:
         pm.execute_notebook(str(source_ipynb), str(tmp), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd or Path.cwd()), progress_bar=progress, execution_timeout=timeout)
         tmp.replace(out)
+        failed.unlink(missing_ok=True)
+    except Exception as err:  # keep the executed copy: its failing cell holds the traceback
+        if tmp.is_file() and tmp.stat().st_size:
+            tmp.replace(failed)
+            raise RuntimeError(f"notebook {src.stem} failed; the executed copy with the traceback is {failed}: "
+                               f"{str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}") from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
         source_ipynb.unlink(missing_ok=True)
@@ -106,21 +114,27 @@ def main(argv=None):
     r.add_argument("-f", "--parameters-file", help="YAML file of parameters (e.g. paper scale)")
     r.add_argument("-p", "--param", action="append", default=[], help="name=value (value parsed as YAML)")
     r.add_argument("-o", "--output-dir", default=str(RUN_DIR))
+    r.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub.add_parser("list", help="list the notebooks and their parameters")
     args = p.parse_args(argv)
     if args.cmd == "list":
         for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")):
             print(path.stem, declared_parameters(load_notebook(path)))
         return
-    params = {}
-    if args.parameters_file:
-        params.update(yaml.safe_load(Path(args.parameters_file).read_text()) or {})
-    for item in args.param:
-        if "=" not in item:
-            raise SystemExit(f"-p {item!r} is not name=value")
-        k, v = item.split("=", 1)
-        params[k] = yaml.safe_load(v)
-    out = run_notebook(args.notebook, params, args.output_dir, progress=True)
+    try:
+        params = {}
+        if args.parameters_file:
+            params.update(yaml.safe_load(Path(args.parameters_file).read_text()) or {})
+        for item in args.param:
+            if "=" not in item:
+                raise ValueError(f"-p {item!r} is not name=value")
+            k, v = item.split("=", 1)
+            params[k] = yaml.safe_load(v)
+        out = run_notebook(args.notebook, params, args.output_dir, progress=True)
+    except Exception as err:  # one line; the executed copy (named in it) holds a failing cell's traceback
+        if args.debug:
+            raise
+        raise SystemExit(f"anira notebooks: error: {err}") from None
     print(f"executed notebook: {out}")
 
 

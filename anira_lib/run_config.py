@@ -97,37 +97,50 @@ class TrainConfig:
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+    def check_keys(cls, values: dict, source: str = "config") -> None:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(names)}"
                 raise ValueError(f"unknown key {key!r} in {source}; {hint}")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        cls.check_keys(values, source)
         return cls(**values)
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | dict | None = None) -> "TrainConfig":
-        """Read a YAML/JSON file (optional), then apply `key=value` overrides (values parsed as YAML)."""
+        """Read a YAML/JSON file (optional), then apply `key=value` overrides (values parsed as YAML).
+        Errors name where the bad key or value came from: the file, or the command-line overrides."""
         values: dict = {}
         if path is not None:
             path = Path(path)
             if not path.is_file():
                 raise FileNotFoundError(f"config file {path} not found; the shipped ones are in configs/.")
-            loaded = yaml.safe_load(path.read_text()) or {}
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as err:
+                where = getattr(err, "problem_mark", None)
+                at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+                raise ValueError(f"{path} is not valid YAML{at}: {getattr(err, 'problem', err)}; fix the file "
+                                 "(key: value per line).") from None
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}.")
-            cls.from_dict(loaded, source=str(path))  # name the file in key errors
+            cls.check_keys(loaded, str(path))
             values.update(loaded)
+        given = {}
         if isinstance(overrides, dict):
-            values.update(overrides)
+            given = dict(overrides)
         else:
             for item in overrides or []:
                 if "=" not in item:
                     raise ValueError(f"override {item!r} is not key=value (e.g. steps=500).")
                 key, raw = item.split("=", 1)
-                values[key.strip()] = yaml.safe_load(raw)
-        return cls.from_dict(values, source=str(path) if path else "overrides")
+                given[key.strip()] = yaml.safe_load(raw)
+        cls.check_keys(given, "the command-line overrides")
+        return cls.from_dict({**values, **given}, source=str(path) if path else "the command-line overrides")
 
 
 def _check_type(name, value, annotation):

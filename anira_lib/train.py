@@ -9,6 +9,11 @@ of our own. Rank 0 writes `out_dir/`: `train_config.yaml`, `metrics.jsonl` + `me
 `checkpoint.pt` (model, optimizer, scheduler, RNG states, step; written atomically every
 `checkpoint_every` steps) and the final `model/` (save_pretrained). `--resume` continues from
 `checkpoint.pt` exactly: batch k of rank r is a pure function of (seed, r, k).
+
+Run integrity: one training per directory (a lock; `run_dir.py`), a new run never mixes with an old
+one (`--resume` or `--overwrite`), the metrics up to a checkpoint's step are on disk before the
+checkpoint names that step (so a kill at any point loses nothing: resume truncates the metrics to
+the checkpoint and recomputes the rest), and checkpoints load with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ import torch.distributed as dist
 import yaml
 from tqdm.auto import tqdm
 
+from .faults import fault_point
 from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
 from .run_config import TrainConfig
+from .run_dir import RunDirError, claim_run_dir, existing_run
 from .tasks import get_task
 
 METRIC_KEYS = ("step", "loss", "ce", "kl", "answer_acc", "answer_depth", "mean_depth", "lr",
@@ -99,12 +106,42 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Fields that may differ between a checkpoint's config and the config resuming it.
+RESUMABLE_CHANGES = {"steps", "progress", "log_every", "checkpoint_every", "tensorboard", "out_dir"}
+
+
 def load_checkpoint(out_dir: str | Path) -> dict:
+    """out_dir/checkpoint.pt, unpickled with weights_only=True (tensors and plain containers only: a
+    planted file cannot run code). Errors name the file and what to do."""
     path = Path(out_dir) / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume. Start without --resume "
                                 f"(or point out_dir at the run that wrote it).")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt, or holding objects weights_only refuses
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunDirError(f"{path} cannot be read as a checkpoint ({reason[:200]}); it is truncated, corrupt or "
+                          "not written by anira. Delete it, or start over with --overwrite.") from err
+    missing = {"model", "optimizer", "scheduler", "rng", "step", "config"} - set(ckpt if isinstance(ckpt, dict) else ())
+    if missing:
+        raise RunDirError(f"{path} lacks {sorted(missing)}: not an anira training checkpoint. Start over with "
+                          "--overwrite, or point out_dir at the run that wrote it.")
+    return ckpt
+
+
+def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
+    """Refuse to resume a checkpoint with another config, or one already past cfg.steps."""
+    now = cfg.to_dict()
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and ckpt["config"].get(k) != now[k])
+    if changed:
+        diffs = ", ".join(f"{k}={ckpt['config'].get(k)!r} (now {now[k]!r})" for k in changed)
+        raise RunDirError(f"{path} was written with another config: {diffs}. Only "
+                          f"{sorted(RESUMABLE_CHANGES)} may change when resuming; use a new out_dir, or "
+                          "--overwrite to start over.")
+    if ckpt["step"] > cfg.steps:
+        raise RunDirError(f"{path} is at step {ckpt['step']}, past steps={cfg.steps}; pass steps={ckpt['step']} "
+                          "or more to resume it.")
 
 
 def _write_metrics(out_dir: Path, rows: list[dict]):
@@ -116,8 +153,11 @@ def _write_metrics(out_dir: Path, rows: list[dict]):
     atomic_write_text(out_dir / "metrics.csv", buf.getvalue())
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train one model as `cfg` says; returns the (unwrapped) model, the task and the metrics."""
+def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False) -> TrainResult:
+    """Train one model as `cfg` says; returns the (unwrapped) model, the task and the metrics.
+
+    resume: True continues out_dir's checkpoint; "auto" does if there is one and starts fresh in an
+    empty out_dir (notebooks); False starts fresh. overwrite: delete a run already in out_dir first."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world > 1
     if distributed and not dist.is_initialized():
@@ -133,13 +173,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
     task = get_task(cfg.task, seed=cfg.seed, **cfg.task_args)
     out_dir = Path(cfg.out_dir)
+    if resume == "auto":  # resume a checkpoint; else clear a run killed before its first one
+        resume = (out_dir / "checkpoint.pt").is_file()
+        overwrite = overwrite or (not resume and "model" not in existing_run(out_dir))
+    lock = claim_run_dir(out_dir, bool(resume), overwrite) if rank == 0 else None
+    try:
+        return _train(cfg, task, out_dir, bool(resume), device, rank, world, distributed, local_batch)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_batch) -> TrainResult:
     ckpt = load_checkpoint(out_dir) if resume else None
-    if ckpt is not None and ckpt["config"] != cfg.to_dict():
-        changed = sorted(k for k in cfg.to_dict() if ckpt["config"].get(k) != cfg.to_dict()[k])
-        allowed = {"steps", "progress", "log_every", "checkpoint_every", "tensorboard"}
-        if set(changed) - allowed:
-            raise ValueError(f"--resume with a different config ({changed}); only {sorted(allowed)} may "
-                             "change when resuming. Use a new out_dir for a new run.")
+    if ckpt is not None:
+        check_resumable(ckpt, cfg, out_dir / "checkpoint.pt")
 
     model = build_model(cfg, task).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -153,6 +201,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         start = ckpt["step"]
         metrics = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r["step"] <= start] \
             if (out_dir / "metrics.jsonl").exists() else []
+        if rank == 0:  # rows past the checkpoint (a kill between the two writes) are recomputed
+            _write_metrics(out_dir, metrics)
         _set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
     else:
         torch.manual_seed(cfg.seed * 1000 + rank)
@@ -178,13 +228,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             dist.all_gather_object(rng, _rng_state())
         else:
             rng = [_rng_state()]
-        if rank == 0:
+        if rank == 0:  # snapshot and metrics first: the checkpoint's rename commits the step
+            if cfg.keep_checkpoints:
+                atomic_save_pretrained(model, out_dir / "checkpoints" / f"step_{step:07d}")
+            _write_metrics(out_dir, metrics)
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "rng": rng, "step": step,
                                "config": cfg.to_dict()}, out_dir / "checkpoint.pt")
-            _write_metrics(out_dir, metrics)
-            if cfg.keep_checkpoints:
-                atomic_save_pretrained(model, out_dir / "checkpoints" / f"step_{step:07d}")
 
     model.train()
     t0, tokens = time.perf_counter(), 0
@@ -203,6 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         sched.step()
         tokens += int(batch["attention_mask"].sum()) * world
         done = step + 1
+        fault_point(f"step {done}")
         if done % cfg.log_every == 0 or done == cfg.steps:
             row = {"step": done, "loss": out.loss.item(), "ce": out.ce_loss.item(),
                    "kl": out.kl_loss.item() if out.kl_loss is not None else 0.0,
@@ -231,9 +282,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     return TrainResult(model=model, task=task, metrics=metrics, out_dir=out_dir)
 
 
-def _train_worker(cfg_dict: dict, threads: int) -> str:
+def _train_worker(cfg_dict: dict, threads: int, resume) -> str:
     torch.set_num_threads(threads)
-    return str(train(TrainConfig.from_dict({**cfg_dict, "progress": False})).out_dir)
+    return str(train(TrainConfig.from_dict({**cfg_dict, "progress": False}), resume=resume).out_dir)
 
 
 def load_run(cfg: TrainConfig) -> TrainResult:
@@ -241,12 +292,19 @@ def load_run(cfg: TrainConfig) -> TrainResult:
     out_dir = Path(cfg.out_dir)
     if not (out_dir / "model").is_dir():
         raise FileNotFoundError(f"{out_dir}/model does not exist; the run has not finished (train it first).")
-    model = AniraForCausalLM.from_pretrained(out_dir / "model").eval()
+    try:
+        model = AniraForCausalLM.from_pretrained(out_dir / "model").eval()
+    except Exception as err:  # truncated or corrupt weights, a broken config.json
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise RunDirError(f"{out_dir / 'model'} cannot be loaded as a model ({reason}); if the run's "
+                          "checkpoint.pt is intact, --resume re-saves it from checkpoint.pt, else retrain with "
+                          "--overwrite.") from err
     task = get_task(cfg.task, seed=cfg.seed, **cfg.task_args)
     return TrainResult(model=model, task=task, metrics=read_jsonl(out_dir / "metrics.jsonl"), out_dir=out_dir)
 
 
-def train_parallel(configs: list[TrainConfig], processes: int | None = None) -> list[TrainResult]:
+def train_parallel(configs: list[TrainConfig], processes: int | None = None,
+                   resume: bool | str = False) -> list[TrainResult]:
     """Train several runs at once, one process each (spawned, CPU threads split between them).
 
     Small models gain little from a second thread per step but a lot from a second process, so
@@ -258,11 +316,11 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None) -> 
     cpus = os.cpu_count() or 1
     processes = processes or min(len(configs), cpus)
     if processes <= 1 or len(configs) == 1 or any(pick_device(c.device).type == "cuda" for c in configs):
-        return [train(c) for c in configs]
+        return [train(c, resume=resume) for c in configs]
     threads = max(1, cpus // processes)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
-        futures = {pool.submit(_train_worker, c.to_dict(), threads): c for c in configs}
+        futures = {pool.submit(_train_worker, c.to_dict(), threads, resume): c for c in configs}
         bar = tqdm(total=len(configs), desc=f"training {len(configs)} runs in {processes} processes",
                    disable=not all(c.progress for c in configs))
         for fut in as_completed(futures):
@@ -277,10 +335,17 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML run config (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="delete a run already in out_dir, then start")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=500 decider=online")
     args = p.parse_args(argv)
-    cfg = TrainConfig.load(args.config, args.overrides)
-    result = train(cfg, resume=args.resume)
+    try:
+        cfg = TrainConfig.load(args.config, args.overrides)
+        result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except Exception as err:  # one line a user can act on; the traceback behind --debug
+        if args.debug:
+            raise
+        raise SystemExit(f"anira train: error: {err} (run with --debug for the traceback)") from None
     if int(os.environ.get("RANK", "0")) == 0 and result.metrics:
         last = result.metrics[-1]
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}))

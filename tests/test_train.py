@@ -56,7 +56,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_resume_refuses_a_changed_config(tmp_path):
     train(TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "steps": 6}))
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(RuntimeError, match=r"written with another config: lr=0.001 \(now 0.5\)"):
         train(TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "lr": 0.5}), resume=True)
 
 

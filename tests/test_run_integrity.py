@@ -1,0 +1,245 @@
+"""Run integrity: kills lose nothing, checkpoints cannot run code, one writer per run directory,
+and every bad input gets one line that names the problem and the fix."""
+
+import json
+import multiprocessing
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from anira_lib import AniraConfig, faults
+from anira_lib.run_config import TrainConfig
+from anira_lib.run_dir import RunDirError, lock_run_dir
+from anira_lib.train import load_run, main, train
+
+from .conftest import tiny_model
+
+TINY = dict(task_args={"max_ops": 2, "modulus": 5}, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+            max_depth=2, batch_size=8, steps=8, log_every=1, checkpoint_every=3, warmup_steps=2, progress=False,
+            keep_checkpoints=True)
+TIMING = ("tokens_per_s", "elapsed_s")
+FORK = multiprocessing.get_context("fork")
+
+
+def config(out_dir, **kw):
+    return TrainConfig.from_dict({**TINY, "out_dir": str(out_dir), **kw})
+
+
+def _child(cfg_dict, env, resume):
+    os.environ.update(env)
+    faults.reset_fault_points()
+    torch.set_num_threads(1)
+    train(TrainConfig.from_dict(cfg_dict), resume=resume)
+
+
+def run_in_child(out_dir, env=None, resume=False):
+    """Train in a forked process (so SIGKILL ends only it); returns its exit code (-9: killed)."""
+    proc = FORK.Process(target=_child, args=(config(out_dir).to_dict(), env or {}, resume))
+    proc.start()
+    proc.join(120)
+    return proc.exitcode
+
+
+def rows(out_dir):
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def stray_temps(out_dir):
+    return sorted(str(p.relative_to(out_dir)) for p in Path(out_dir).rglob("*") if p.name.endswith(".tmp"))
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_write_or_step_loses_nothing(tmp_path):
+    """SIGKILL at every fault point of a run (each training step, and before and after the rename of
+    every durable write: config, snapshot, metrics, checkpoint, final model), then resume: the metrics
+    rows and the final weights equal the uninterrupted run's, and no temp file is left."""
+    log = tmp_path / "points.log"
+    assert run_in_child(tmp_path / "ref", {"ANIRA_FAULT_LOG": str(log)}) == 0
+    points = log.read_text().splitlines()
+    labels = [p.split(" ", 1)[1] for p in points]
+    assert sum(label.startswith("step ") for label in labels) == 8
+    for name in ("checkpoint.pt", "metrics.jsonl", "metrics.csv", "step_0000003", "model", "train_config.yaml"):
+        assert f"written {name}" in labels and f"renamed {name}" in labels, name
+    reference = rows(tmp_path / "ref")
+    weights = load_file(tmp_path / "ref" / "model" / "model.safetensors")
+    print(f"{len(points)} kill points")
+    for n in range(1, len(points) + 1):
+        run = tmp_path / f"killed_at_{n}"
+        assert run_in_child(run, {"ANIRA_FAULT_AT": str(n)}) == -9, points[n - 1]
+        assert run_in_child(run, resume="auto") == 0, points[n - 1]
+        assert rows(run) == reference, points[n - 1]
+        resumed = load_file(run / "model" / "model.safetensors")
+        assert all(torch.equal(resumed[k], weights[k]) for k in weights), points[n - 1]
+        assert stray_temps(run) == [], points[n - 1]
+        shutil.rmtree(run)
+
+
+class Plant:
+    """Unpickling this creates `marker`: what a malicious checkpoint.pt would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_planted_checkpoint_runs_no_code_on_resume(tmp_path, capsys):
+    probe = tmp_path / "probe.pt"
+    torch.save({"model": Plant(tmp_path / "proof")}, probe)
+    torch.load(probe, weights_only=False)
+    assert (tmp_path / "proof").exists()  # the plant is real: a plain load runs it
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+    run.mkdir()
+    torch.save({"model": Plant(marker), "step": 1}, run / "checkpoint.pt")
+    with pytest.raises(SystemExit) as exc:
+        main(["--resume", f"out_dir={run}", "progress=false"])
+    assert not marker.exists()
+    assert re.fullmatch(rf"anira train: error: {re.escape(str(run / 'checkpoint.pt'))} cannot be read as a "
+                        r"checkpoint \(.*\); it is truncated, corrupt or not written by anira\. Delete it, or start "
+                        r"over with --overwrite\. \(run with --debug for the traceback\)", str(exc.value))
+
+
+def test_no_unsafe_load_remains_in_the_package():
+    package = Path(__file__).parent.parent / "anira_lib"
+    hits = [p for p in package.rglob("*.py") if "weights_only=False" in p.read_text()]
+    assert hits == []
+
+
+def _hold_lock(out_dir, held, release):
+    lock = lock_run_dir(out_dir)
+    held.set()
+    release.wait(60)
+    lock.release()
+
+
+def test_a_second_training_into_a_busy_directory_refuses_naming_the_holder(tmp_path):
+    held, release = FORK.Event(), FORK.Event()
+    holder = FORK.Process(target=_hold_lock, args=(tmp_path, held, release))
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(RunDirError, match=rf"{re.escape(str(tmp_path))} is being written by another training "
+                                              rf"\(pid {holder.pid} on .*, since .*\); wait for it"):
+            train(config(tmp_path))
+    finally:
+        release.set()
+        holder.join(30)
+    train(config(tmp_path, steps=2))  # the holder is gone (a kill would drop its lock too)
+
+
+def test_a_new_run_into_a_finished_directory_refuses_unless_overwritten(tmp_path):
+    train(config(tmp_path, steps=3))
+    with pytest.raises(RunDirError, match=r"already holds a finished run \(model/ is there\): train_config.yaml, "
+                                          r"checkpoint.pt, .*Pass --resume to continue it, --overwrite to delete it"):
+        train(config(tmp_path, steps=4, lr=0.01))
+    stale = tmp_path / "checkpoints" / "step_0000003"
+    assert stale.is_dir()
+    train(config(tmp_path, steps=4, lr=0.01, checkpoint_every=4), overwrite=True)
+    assert not stale.exists() and [r["step"] for r in rows(tmp_path)] == [1, 2, 3, 4]
+    with pytest.raises(RunDirError, match="pass one of them"):
+        train(config(tmp_path), resume=True, overwrite=True)
+
+
+def test_resume_truncates_metrics_past_the_checkpoint_and_removes_stale_temps(tmp_path):
+    train(config(tmp_path, steps=3))
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # as a kill after the metrics write would leave it
+        f.write(json.dumps({"step": 4, "loss": 9.0}) + "\n")
+    (tmp_path / ".checkpoint.pt.x1y2.tmp").write_bytes(b"\0" * 1000)
+    (tmp_path / ".model.ab12.tmp").mkdir()
+    train(config(tmp_path, steps=6), resume=True)
+    assert [r["step"] for r in rows(tmp_path)] == [1, 2, 3, 4, 5, 6]
+    assert all(r["loss"] != 9.0 for r in rows(tmp_path))
+    assert stray_temps(tmp_path) == []
+
+
+def test_a_moved_run_directory_resumes_with_or_without_a_trailing_slash(tmp_path):
+    train(config(tmp_path / "a", steps=3))
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    train(config(str(tmp_path / "b") + "/", steps=6), resume=True)
+    assert [r["step"] for r in rows(tmp_path / "b")] == list(range(1, 7))
+
+
+def test_output_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        train(config(tmp_path, steps=3))
+    finally:
+        os.umask(old)
+    for name in ("metrics.jsonl", "metrics.csv", "checkpoint.pt", "train_config.yaml"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
+
+
+def cli_error(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith("anira train: error: ")
+    return message
+
+
+def test_cli_errors_are_one_line_naming_the_problem_and_the_fix(tmp_path, capsys):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("steps: 3\nhidden_size: 16\n")
+    msg = cli_error(["--config", str(cfg_file), "stpes=4"], capsys)
+    assert "unknown key 'stpes' in the command-line overrides; did you mean 'steps'?" in msg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\nlr: 0.1\n")
+    msg = cli_error(["--config", str(bad)], capsys)
+    assert f"{bad} is not valid YAML at line" in msg and "fix the file" in msg
+    run = tmp_path / "run"
+    train(config(run, steps=6))
+    msg = cli_error(["--resume", f"out_dir={run}", "steps=3"] + [f"{k}={json.dumps(v)}" for k, v in TINY.items()
+                                                                   if k != "steps"], capsys)
+    assert "is at step 6, past steps=3; pass steps=6 or more to resume it" in msg
+    msg = cli_error(["--resume", f"out_dir={run}", "steps=8", "lr=0.5"] + [
+        f"{k}={json.dumps(v)}" for k, v in TINY.items() if k != "steps"], capsys)
+    assert "was written with another config: lr=0.001 (now 0.5)" in msg
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    msg = cli_error(["--resume", f"out_dir={run}"] + [f"{k}={json.dumps(v)}" for k, v in TINY.items()], capsys)
+    assert f"{ckpt} cannot be read as a checkpoint" in msg and "--overwrite" in msg
+
+
+def test_a_truncated_model_file_names_the_file(tmp_path):
+    cfg = config(tmp_path, steps=3)
+    train(cfg)
+    weights = tmp_path / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(RunDirError, match=rf"{re.escape(str(tmp_path / 'model'))} cannot be loaded as a model "
+                                          r"\(.*\); .*--resume re-saves it from checkpoint.pt"):
+        load_run(cfg)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(halt_threshold=5), r"halt_threshold \(τ\) must be a number in \(0, 1\], got 5"),
+    (dict(halt_threshold=0.0), r"halt_threshold \(τ\) must be a number in \(0, 1\], got 0.0"),
+    (dict(depth_rule="thresold"), r"depth_rule='thresold' is unknown; did you mean 'threshold'\?"),
+])
+def test_invalid_depth_rules_and_thresholds_are_refused_wherever_they_enter(kw, match, batch):
+    ids, _ = batch
+    model = tiny_model(decider="online").eval()
+    with pytest.raises(ValueError, match=match):
+        model(ids, **kw)
+    with pytest.raises(ValueError, match=match):
+        model.generate(ids, max_new_tokens=2, pad_token_id=0, **kw)
+    cfg = AniraConfig(decider="online")
+    name, value = next(iter(kw.items()))
+    with pytest.raises(ValueError, match=match):
+        setattr(cfg, name, value)
+    with pytest.raises(ValueError, match=match):
+        AniraConfig(**kw)
+
+
+def test_inference_savings_refuse_bad_taus_before_running():
+    from anira_lib.savings import decode_savings
+
+    with pytest.raises(ValueError, match=r"got 0.0"):
+        decode_savings(tiny_model(decider="online").eval(), [0.0, 1.5, -2])
