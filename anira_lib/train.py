@@ -70,7 +70,8 @@ def autocast_for(device: torch.device, dtype: str):
 def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
     """A freshly initialised model for `task` (seeded by cfg.seed, identical on every rank)."""
     torch.manual_seed(cfg.seed)
-    model_cfg = cfg.model_config(vocab_size=task.vocab_size, pad_token_id=task.pad_id,
+    model_cfg = cfg.model_config(vocab_size=task.vocab_size, pad_token_id=task.pad_id, bos_token_id=task.bos_id,
+                                 eos_token_id=task.eos_id,
                                  max_position_embeddings=max(512, getattr(task, "max_len", 512)))
     return AniraForCausalLM(model_cfg)
 

@@ -32,7 +32,12 @@ def rng_for(seed: int, *stream: int | str) -> random.Random:
 
 class TaskSampler:
     """Batches and evaluation sets for any task that defines `seed`, `pad_id` and
-    `sample(rng, knob=None) -> Example` (knob None: the training distribution)."""
+    `sample(rng, knob=None) -> Example` (knob None: the training distribution). `bos_id` and `eos_id`
+    (None where the task has none) become the model config's, so `generate()` stops at the end of
+    an example."""
+
+    bos_id: int | None = None
+    eos_id: int | None = None
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
         """Batch `step` of the training stream of `rank`: a pure function of (seed, rank, step)."""

@@ -50,6 +50,14 @@ class BrevoTask(TaskSampler):
         return FIRST_NAME + self.max_nodes
 
     @property
+    def bos_id(self) -> int:
+        return BOS
+
+    @property
+    def eos_id(self) -> int:
+        return EOS
+
+    @property
     def pad_id(self) -> int:
         return PAD
 

@@ -182,6 +182,14 @@ class ClrsTask(TaskSampler):
         return len(self.tokenizer)
 
     @property
+    def bos_id(self) -> int:
+        return SPECIAL.index("<bos>")
+
+    @property
+    def eos_id(self) -> int:
+        return SPECIAL.index("<eos>")
+
+    @property
     def pad_id(self) -> int:
         return PAD
 

@@ -54,6 +54,14 @@ class DepoTask(TaskSampler):
         return self.first_name + self.max_nodes
 
     @property
+    def bos_id(self) -> int:
+        return BOS
+
+    @property
+    def eos_id(self) -> int:
+        return EOS
+
+    @property
     def pad_id(self) -> int:
         return PAD
 

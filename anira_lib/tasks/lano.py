@@ -41,6 +41,10 @@ class LanoTask(TaskSampler):
         return max(self.sampler.terminals + [EOS]) + 1
 
     @property
+    def eos_id(self) -> int:
+        return EOS
+
+    @property
     def pad_id(self) -> int:
         return PAD
 

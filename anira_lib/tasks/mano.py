@@ -3,7 +3,9 @@
 Sequence (ANIRA default, 2ℓ+4 tokens): BOS <prefix expression> ANS answer.
 With `length_tag=True` (reference option) a tag for ℓ follows BOS (2ℓ+5 tokens). With
 `synonyms=True` (reference "knowledge augmentation") every special token is drawn per occurrence
-from two synonymous ids. Supervision: the answer token only.
+from two synonymous ids. Supervision: the answer token only. With `end_token=True` an EOS follows
+the answer and is supervised too, so a model learns to stop and `generate()` ends there (not in the
+paper's format; off by default). `encode("+ 3 * 4 1")` builds a prompt: BOS expression ANS.
 
 Tree with exactly ℓ operators: a node with budget b > 0 draws its operator uniformly, gives the
 left child a budget uniform in 0..b-1 and the right child the rest; leaves are uniform in 0..m-1.
@@ -40,6 +42,7 @@ class ManoTask(TaskSampler):
     division: bool = False
     length_tag: bool = False
     synonyms: bool = False
+    end_token: bool = False
     seed: int = 0
 
     name = "mano"
@@ -74,7 +77,16 @@ class ManoTask(TaskSampler):
 
     @property
     def vocab_size(self) -> int:
-        return 13 + self.modulus + 2 * MAX_ELL
+        return 13 + self.modulus + 2 * MAX_ELL + int(self.end_token)
+
+    @property
+    def bos_id(self) -> int:
+        return self.bos_ids()[0]
+
+    @property
+    def eos_id(self) -> int | None:
+        """The end token after the answer (the last id), or None without `end_token`."""
+        return 13 + self.modulus + 2 * MAX_ELL if self.end_token else None
 
     @property
     def pad_id(self) -> int:
@@ -86,6 +98,8 @@ class ManoTask(TaskSampler):
     def decode(self, tokens: list[int]) -> list[str]:
         """Token ids -> readable symbols (values as numbers, specials by name)."""
         names = {0: "<pad>", 1: "<bos>", 2: "<bos>", 3: "<ans>", 4: "<ans>"}
+        if self.end_token:
+            names[self.eos_id] = "<eos>"
         for op in OPERATORS:
             for i in self.op_ids(op):
                 names[i] = op
@@ -135,7 +149,28 @@ class ManoTask(TaskSampler):
             head.append(self._pick(rng, self.tag_ids(ell)))
         tokens = head + expr + [self._pick(rng, self.ans_ids()), value_base + answer]
         targets = [False] * (len(tokens) - 1) + [True]
+        if self.end_token:
+            tokens.append(self.eos_id)
+            targets.append(True)
         return Example(tokens, targets, ell, {"answer": answer})
+
+    def encode(self, expression: str | list[str]) -> list[int]:
+        """A prompt for `generate()`: BOS [length tag] <prefix expression> ANS, from symbols such as
+        "+ 3 * 4 1" (values 0..m-1, operators + - * and / with division)."""
+        symbols = expression.split() if isinstance(expression, str) else list(expression)
+        ids = []
+        for s in symbols:
+            if s in self._ops:
+                ids.append(self.op_ids(s)[0])
+            elif s.isdigit() and int(s) < self.modulus:
+                ids.append(self.value_id(int(s)))
+            else:
+                raise ValueError(f"MANO cannot encode {s!r}: use operators {' '.join(self._ops)} and values "
+                                 f"0..{self.modulus - 1}, in prefix order (e.g. '+ 3 * 4 1').")
+        self.evaluate_prefix(symbols)  # a malformed expression is refused here, not by the model
+        ell = sum(s in self._ops for s in symbols)
+        head = [self.bos_ids()[0]] + ([self.tag_ids(ell)[0]] if self.length_tag else [])
+        return head + ids + [self.ans_ids()[0]]
 
 
 
@@ -143,7 +178,7 @@ class ManoTask(TaskSampler):
     def expression(self, ex: Example) -> list[str]:
         """The prefix expression of an example as symbols."""
         start = 2 if self.length_tag else 1
-        return self.decode(ex.tokens[start:-2])
+        return self.decode(ex.tokens[start:self._answer_index(ex)])
 
     def evaluate_prefix(self, symbols: list[str]) -> int:
         """Exact rational evaluation of a prefix expression, reduced mod m at the end."""
@@ -164,7 +199,11 @@ class ManoTask(TaskSampler):
         m = self.modulus
         return value.numerator % m * pow(value.denominator % m, -1, m) % m
 
+    def _answer_index(self, ex: Example) -> int:
+        """Position of the ANS token (the answer follows it; then EOS with `end_token`)."""
+        return len(ex.tokens) - (3 if self.end_token else 2)
+
     def check(self, ex: Example, predicted_answer_id: int | None = None) -> bool:
         """True if the answer (the example's own, or `predicted_answer_id`) is the expression's value."""
-        answer_id = ex.tokens[-1] if predicted_answer_id is None else predicted_answer_id
+        answer_id = ex.tokens[self._answer_index(ex) + 1] if predicted_answer_id is None else predicted_answer_id
         return answer_id == self.value_id(self.evaluate_prefix(self.expression(ex)))
