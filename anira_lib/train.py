@@ -185,6 +185,34 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False)
             lock.release()
 
 
+def _restore(ckpt, cfg, model, opt, sched, out_dir, rank) -> tuple[int, list[dict]]:
+    """(start step, metrics so far): from the checkpoint (metrics truncated at its step, on disk too:
+    rows past it, left by a kill between the two writes, are recomputed), or fresh seeds."""
+    if ckpt is None:
+        torch.manual_seed(cfg.seed * 1000 + rank)
+        random.seed(cfg.seed * 1000 + rank)
+        return 0, []
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    start = ckpt["step"]
+    metrics = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r["step"] <= start] \
+        if (out_dir / "metrics.jsonl").exists() else []
+    if rank == 0:
+        _write_metrics(out_dir, metrics)
+    _set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+    return start, metrics
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("tensorboard=true needs the tensorboard package: pip install -e '.[lab]' "
+                          "(or set tensorboard=false; metrics.csv/jsonl are always written).") from err
+    return SummaryWriter(out_dir / "tensorboard")
+
+
 def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_batch) -> TrainResult:
     ckpt = load_checkpoint(out_dir) if resume else None
     if ckpt is not None:
@@ -193,35 +221,12 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
     model = build_model(cfg, task).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
-    metrics: list[dict] = []
-    start = 0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start = ckpt["step"]
-        metrics = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r["step"] <= start] \
-            if (out_dir / "metrics.jsonl").exists() else []
-        if rank == 0:  # rows past the checkpoint (a kill between the two writes) are recomputed
-            _write_metrics(out_dir, metrics)
-        _set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
-    else:
-        torch.manual_seed(cfg.seed * 1000 + rank)
-        random.seed(cfg.seed * 1000 + rank)
-
+    start, metrics = _restore(ckpt, cfg, model, opt, sched, out_dir, rank)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     step_model = torch.compile(ddp_model) if cfg.compile else ddp_model
     if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    writer = None
-    if cfg.tensorboard and rank == 0:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise ImportError("tensorboard=true needs the tensorboard package: pip install -e '.[lab]' "
-                              "(or set tensorboard=false; metrics.csv/jsonl are always written).") from err
-        writer = SummaryWriter(out_dir / "tensorboard")
+    writer = _tensorboard(out_dir) if cfg.tensorboard and rank == 0 else None
 
     def save_checkpoint(step):
         rng = [None] * world

@@ -243,3 +243,39 @@ def test_inference_savings_refuse_bad_taus_before_running():
 
     with pytest.raises(ValueError, match=r"got 0.0"):
         decode_savings(tiny_model(decider="online").eval(), [0.0, 1.5, -2])
+
+
+def test_notebook_runs_resume_their_trainings(tmp_path):
+    from anira_lib.experiments import train_variants
+
+    settings = {k: v for k, v in TINY.items() if k != "keep_checkpoints"}
+    first = train_variants({**settings, "steps": 4}, tmp_path, processes=1)
+    again = train_variants({**settings, "steps": 6}, tmp_path, processes=1)  # continues, does not start over
+    for name in first:
+        assert [r["step"] for r in again[name].metrics] == list(range(1, 7))
+        assert again[name].metrics[:4] == first[name].metrics
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_keeps_its_executed_copy_and_no_temp_file(tmp_path):
+    from anira_lib.notebooks import run_notebook
+
+    source = tmp_path / "99_fails.py"
+    source.write_text('# %% tags=["parameters"]\nx = 1\n\n# %%\nprint("before")\n\n# %%\nraise ValueError(f"boom {x}")\n')
+    out = tmp_path / "executed"
+    with pytest.raises(RuntimeError, match=rf"notebook 99_fails failed; the executed copy with the traceback is "
+                                           rf"{re.escape(str(out / '99_fails.failed.ipynb'))}"):
+        run_notebook(source, {"x": 7}, output_dir=out, cwd=tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["99_fails.failed.ipynb"]
+    assert "boom 7" in (out / "99_fails.failed.ipynb").read_text()
+    source.write_text('# %% tags=["parameters"]\nx = 1\n\n# %%\nprint(x)\n')
+    run_notebook(source, {"x": 2}, output_dir=out, cwd=tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["99_fails.ipynb"]  # the failure is superseded, no temp left
+
+
+def test_notebook_cli_errors_are_one_line():
+    from anira_lib.notebooks import main as notebooks_main
+
+    with pytest.raises(SystemExit) as exc:
+        notebooks_main(["run", "01_mano", "-p", "stpes=3"])
+    assert str(exc.value) == "anira notebooks: error: notebook 01_mano has no parameter 'stpes'; did you mean 'steps'?"

@@ -45,17 +45,11 @@ class BrevoTask(TaskSampler):
         object.__setattr__(self, "_sizes", sizes)
         object.__setattr__(self, "_cum_weights", list(_accumulate(weights)))
 
+    bos_id, eos_id = BOS, EOS  # class attributes, not dataclass fields
+
     @property
     def vocab_size(self) -> int:
         return FIRST_NAME + self.max_nodes
-
-    @property
-    def bos_id(self) -> int:
-        return BOS
-
-    @property
-    def eos_id(self) -> int:
-        return EOS
 
     @property
     def pad_id(self) -> int:

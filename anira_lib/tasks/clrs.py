@@ -177,17 +177,11 @@ class ClrsTask(TaskSampler):
         object.__setattr__(self, "tokenizer", CharTokenizer.fit(texts + probes))
         object.__setattr__(self, "_max_len", 2 + max(len(t) for t in texts))
 
+    bos_id, eos_id = SPECIAL.index("<bos>"), SPECIAL.index("<eos>")  # not dataclass fields
+
     @property
     def vocab_size(self) -> int:
         return len(self.tokenizer)
-
-    @property
-    def bos_id(self) -> int:
-        return SPECIAL.index("<bos>")
-
-    @property
-    def eos_id(self) -> int:
-        return SPECIAL.index("<eos>")
 
     @property
     def pad_id(self) -> int:

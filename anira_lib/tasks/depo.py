@@ -49,17 +49,11 @@ class DepoTask(TaskSampler):
     def first_name(self) -> int:
         return FIRST_QUERY + self.max_k
 
+    bos_id, eos_id = BOS, EOS  # class attributes, not dataclass fields
+
     @property
     def vocab_size(self) -> int:
         return self.first_name + self.max_nodes
-
-    @property
-    def bos_id(self) -> int:
-        return BOS
-
-    @property
-    def eos_id(self) -> int:
-        return EOS
 
     @property
     def pad_id(self) -> int:

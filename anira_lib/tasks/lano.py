@@ -36,13 +36,11 @@ class LanoTask(TaskSampler):
             raise ValueError(f"grammar terminals {sampler.terminals} collide with PAD={PAD}/EOS={EOS}.")
         object.__setattr__(self, "sampler", sampler)
 
+    eos_id = EOS  # a class attribute, not a dataclass field
+
     @property
     def vocab_size(self) -> int:
         return max(self.sampler.terminals + [EOS]) + 1
-
-    @property
-    def eos_id(self) -> int:
-        return EOS
 
     @property
     def pad_id(self) -> int:
