@@ -138,11 +138,12 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
     if changed:
         diffs = ", ".join(f"{k}={ckpt['config'].get(k)!r} (now {now[k]!r})" for k in changed)
         raise RunDirError(f"{path} was written with another config: {diffs}. Only "
-                          f"{sorted(RESUMABLE_CHANGES)} may change when resuming; use a new out_dir, or "
-                          "--overwrite to start over.")
+                          f"{sorted(RESUMABLE_CHANGES)} may change when resuming; use a new out_dir, or start over "
+                          f"with --overwrite (from a notebook: delete {path.parent}).")
     if ckpt["step"] > cfg.steps:
         raise RunDirError(f"{path} is at step {ckpt['step']}, past steps={cfg.steps}; pass steps={ckpt['step']} "
-                          "or more to resume it.")
+                          "or more to resume it, or start over with --overwrite (from a notebook: delete "
+                          f"{path.parent}).")
 
 
 def _write_metrics(out_dir: Path, rows: list[dict]):
