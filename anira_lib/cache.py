@@ -60,10 +60,6 @@ class CacheLayout(NamedTuple):
                    config.coda_layers, config.num_key_value_heads, head_dim)
 
     @property
-    def pools(self) -> int:
-        return self.prelude_layers + self.recurrent_layers + self.coda_layers
-
-    @property
     def slots(self) -> int:
         """Layer calls of one full-depth forward pass: P + R·D + C."""
         return self.prelude_layers + self.recurrent_layers * self.max_depth + self.coda_layers
@@ -282,12 +278,11 @@ class SlotView:
         every_row = rows.numel() == pool.counts.shape[1]  # rows come sorted and unique from the model
         idx, ok = pool.layout(view, rows, every_row)
         new = pool.n + query_valid.reshape(-1).long().cumsum(0).view_as(query_valid) - 1
+        key_seq = None if one_step else torch.cat([pool.seq[idx], query_seq], dim=1)
+        ok = torch.cat([ok, query_valid], dim=1)
         if one_step:  # one new token per row: every cached key precedes it
-            ok = torch.cat([ok, query_valid], dim=1)
             allowed = None if bool(ok.all()) else ok.unsqueeze(1)
         else:  # several new tokens per row: causal by sequence index (frozen entries of later tokens too)
-            key_seq = torch.cat([pool.seq[idx], query_seq], dim=1)
-            ok = torch.cat([ok, query_valid], dim=1)
             allowed = ok.unsqueeze(1) & (key_seq.unsqueeze(1) <= query_seq.unsqueeze(2))
             allowed = torch.where(query_valid.unsqueeze(2), allowed, ok.unsqueeze(1))  # padding queries: any key
         self.idx = torch.cat([idx, new.masked_fill(~query_valid, 0)], dim=1)

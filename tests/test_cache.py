@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from anira_lib import AllocationCache, AniraConfig, AniraForCausalLM
-from anira_lib.cache import CacheLayout, CacheStep, PackedKVLayer
+from anira_lib.cache import CacheLayout, PackedKVLayer
 
 B, T, PREFILL = 3, 10, 5
 
@@ -88,25 +88,14 @@ def test_forced_exit_depths_and_threshold_rule_are_cached_exactly():
 
 
 def test_wrong_frozen_keys_are_caught(monkeypatch):
-    """Serve a frozen token the key/value it produced at its last active iteration (from h_{d-1})
-    instead of the one from its frozen state h_d: the equivalence test must fail."""
-    original = CacheStep.add_frozen
-
-    def stale(self, layer, rows, keys, values, seq, valid, depth):
-        keys, values = keys.clone(), values.clone()
-        pool = self.cache.core_pools[layer]
-        n = pool.n
-        for b, j in valid.nonzero().tolist():  # the entry its last iteration, d, stored for this token
-            d = depth if isinstance(depth, int) else int(depth[b, j])
-            mine = (pool.row[:n] == rows[b]) & (pool.seq[:n] == seq[b, j]) & (pool.lo[:n] == d - 1) & (pool.hi[:n] == d - 1)
-            idx = int(mine.nonzero()[0])
-            keys[b, :, j], values[b, :, j] = pool.keys[idx], pool.values[idx]
-        original(self, layer, rows, keys, values, seq, valid, depth)
+    """The stale-frozen-key mutant (tests/test_cache_patterns.py) also fails this test, on the
+    deciders' own mixed depths."""
+    from .test_cache_patterns import serve_stale_frozen_keys
 
     for decider in ("early", "online"):
         logit_err, prob_err, same_depths, _ = cached_vs_full(make_model(decider))
         assert logit_err <= 1e-5 and prob_err <= 1e-5 and same_depths
-    monkeypatch.setattr(CacheStep, "add_frozen", stale)
+    serve_stale_frozen_keys(monkeypatch)
     for decider in ("early", "online"):
         logit_err, prob_err, same_depths, _ = cached_vs_full(make_model(decider))
         assert logit_err > 1e-3  # the same check now fails
