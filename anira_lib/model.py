@@ -186,6 +186,13 @@ class AniraModel(AniraPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
+    @torch.compiler.disable
+    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, H) embeddings, always run eagerly: a compiled graph lowers the embedding's
+        backward to an atomic scatter-add, so with several threads two identical compiled runs differ (1e-7)
+        and a resumed run would drift from its uninterrupted twin; eager autograd's is deterministic."""
+        return self.embed_tokens(input_ids)
+
     # -- the recurrent block -----------------------------------------------------------------
     def block(self, iteration: int):
         """(adapter or None, the R layers) run at recurrent iteration `iteration` (1-based)."""
@@ -269,7 +276,7 @@ class AniraModel(AniraPreTrainedModel):
         covers cached + new tokens (B, S + T), and each token runs only its own iterations."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        h = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         B, T = h.shape[:2]
         D = self.config.max_depth
         if exit_depths is not None:
@@ -289,10 +296,7 @@ class AniraModel(AniraPreTrainedModel):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
             else:
                 position_ids = torch.arange(T, device=h.device).unsqueeze(0).expand(B, T)
-        mask = create_causal_mask(config=self.config, inputs_embeds=h, attention_mask=attention_mask,
-                                  past_key_values=None, position_ids=position_ids)
-        layer_kwargs = dict(attention_mask=mask, position_ids=position_ids,
-                            position_embeddings=self.rotary_emb(h, position_ids=position_ids))
+        layer_kwargs = self._layer_kwargs(h, attention_mask, position_ids)
         for layer in self.prelude:
             h = layer(h, **layer_kwargs)
         valid = torch.ones(B, T, dtype=torch.bool, device=h.device)
@@ -300,6 +304,18 @@ class AniraModel(AniraPreTrainedModel):
         for layer in self.coda:
             h = layer(h, **layer_kwargs)
         return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q)
+
+    @torch.compiler.disable
+    def _layer_kwargs(self, h, attention_mask, position_ids):
+        """The causal mask and RoPE (cos, sin) every layer of an uncached pass shares, computed once.
+
+        Kept out of a compiled graph on purpose: inductor otherwise inlines both into each of the
+        (P + D·R + C) layers' kernels, recomputing sin/cos and the mask per layer (on a CPU, a sixth
+        of the compiled demo step)."""
+        mask = create_causal_mask(config=self.config, inputs_embeds=h, attention_mask=attention_mask,
+                                  past_key_values=None, position_ids=position_ids)
+        return dict(attention_mask=mask, position_ids=position_ids,
+                    position_embeddings=self.rotary_emb(h, position_ids=position_ids))
 
     def _forward_cached(self, h, attention_mask, position_ids, cache, exit_depths, rule, tau):
         """Prefill or decode T new tokens (B, T, H) against `cache`: one CacheStep, committed at the end."""

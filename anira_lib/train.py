@@ -26,7 +26,7 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,60 @@ def batch_metrics(out, batch) -> dict:
         "answer_depth": depth[:, :-1][sup].mean().item(),
         "mean_depth": depth[batch["attention_mask"].bool()].mean().item(),
     }
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where PyTorch has one (CPU and CUDA): one kernel for every
+    parameter instead of about ten ops per parameter tensor."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def compile_for_training(step_model, device: torch.device):
+    """`torch.compile` of the training forward (backward through AOTAutograd), as `compile=true` asks;
+    run it inside `compiled_training`. On a CPU inductor's C++ wrapper calls the graph's ~150
+    kernels from C++ rather than Python (benchmarks/train_throughput.py: a fifth of the demo step).
+
+    Shapes are symbolic from the start (`dynamic=True`): one graph for every batch length, the
+    same whichever length a process meets first (PyTorch's default compiles the first length
+    statically and a second, dynamic graph on the next, so the kernels a step runs would depend on
+    where a resumed run started). At the demo size it steps as fast as the static graph."""
+    options = {"cpp_wrapper": True} if device.type == "cpu" else None
+    return torch.compile(step_model, dynamic=True, options=options)
+
+
+@contextmanager
+def compiled_training(model, device: torch.device, enabled: bool = True):
+    """What a compiled training loop changes in the model, put back on exit: on a CPU, attention as
+    plain matmul + softmax (`eager`), which inductor fuses, in place of SDPA's CPU flash kernel (slow
+    on rows of ~10 keys; benchmarks/train_throughput.py). The model saved and returned attends
+    through its own implementation again.
+
+    Exactness: compiled random ops draw their seeds from the torch generator, so a compiled run
+    resumes exactly (tests/test_train.py), but its random stream differs from an eager run with the
+    same seed. The model keeps its embedding out of the graph (`AniraModel.embed`), whose compiled
+    backward would be an atomic scatter-add."""
+    if not enabled or device.type != "cpu":
+        yield
+        return
+    attn = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(attn)
+
+
+def _compile_on(step_model, model, batch, device, dtype):
+    """Compile the training graph on batch 0, whatever step the run starts from, and leave no trace
+    (gradients dropped, RNG states put back): a run resumed at step k compiles on the same sizes
+    as the run that started at step 0."""
+    rng = _rng_state()
+    with autocast_for(device, dtype):
+        out = step_model(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "labels")})
+    out.loss.backward()
+    model.zero_grad(set_to_none=True)
+    _set_rng_state(rng)
 
 
 def _lr_lambda(warmup: int):
@@ -220,11 +274,11 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
         check_resumable(ckpt, cfg, out_dir / "checkpoint.pt")
 
     model = build_model(cfg, task).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
     start, metrics = _restore(ckpt, cfg, model, opt, sched, out_dir, rank)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    step_model = torch.compile(ddp_model) if cfg.compile else ddp_model
+    step_model = compile_for_training(ddp_model, device) if cfg.compile else ddp_model
     if rank == 0:
         atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     writer = _tensorboard(out_dir) if cfg.tensorboard and rank == 0 else None
@@ -243,42 +297,46 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
                                "scheduler": sched.state_dict(), "rng": rng, "step": step,
                                "config": cfg.to_dict()}, out_dir / "checkpoint.pt")
 
-    model.train()
-    t0, tokens = time.perf_counter(), 0
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (cfg.progress and rank == 0),
-               desc=f"train {cfg.task} {cfg.decider}")
-    for step in bar:
-        batch = {k: v.to(device) for k, v in task.train_batch(step, local_batch, rank).items()}
-        with autocast_for(device, cfg.dtype):
-            out = step_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             labels=batch["labels"])
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        tokens += int(batch["attention_mask"].sum()) * world
-        done = step + 1
-        fault_point(f"step {done}")
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            row = {"step": done, "loss": out.loss.item(), "ce": out.ce_loss.item(),
-                   "kl": out.kl_loss.item() if out.kl_loss is not None else 0.0,
-                   **batch_metrics(out, batch), "lr": sched.get_last_lr()[0],
-                   "tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
-                   "elapsed_s": time.perf_counter() - t0}
-            if not math.isfinite(row["loss"]):
-                raise FloatingPointError(f"loss became {row['loss']} at step {done}; lower lr "
-                                         f"(now {cfg.lr}) or raise warmup_steps.")
-            metrics.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['answer_acc']:.2f}",
-                            depth=f"{row['answer_depth']:.2f}")
-            if writer is not None:
-                for k, v in row.items():
-                    writer.add_scalar(k, v, done)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save_checkpoint(done)
-    bar.close()
+    with compiled_training(model, device, enabled=cfg.compile):
+        model.train()
+        if cfg.compile:
+            _compile_on(step_model, model, task.train_batch(0, local_batch, rank), device, cfg.dtype)
+        t0, tokens = time.perf_counter(), 0
+        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (cfg.progress and rank == 0),
+                   desc=f"train {cfg.task} {cfg.decider}")
+        for step in bar:
+            batch = task.train_batch(step, local_batch, rank)
+            tokens += int(batch["attention_mask"].sum()) * world  # counted on the host: no device sync
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast_for(device, cfg.dtype):
+                out = step_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 labels=batch["labels"])
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            done = step + 1
+            fault_point(f"step {done}")
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                row = {"step": done, "loss": out.loss.item(), "ce": out.ce_loss.item(),
+                       "kl": out.kl_loss.item() if out.kl_loss is not None else 0.0,
+                       **batch_metrics(out, batch), "lr": sched.get_last_lr()[0],
+                       "tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
+                       "elapsed_s": time.perf_counter() - t0}
+                if not math.isfinite(row["loss"]):
+                    raise FloatingPointError(f"loss became {row['loss']} at step {done}; lower lr "
+                                             f"(now {cfg.lr}) or raise warmup_steps.")
+                metrics.append(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['answer_acc']:.2f}",
+                                depth=f"{row['answer_depth']:.2f}")
+                if writer is not None:
+                    for k, v in row.items():
+                        writer.add_scalar(k, v, done)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save_checkpoint(done)
+        bar.close()
     if rank == 0:
         atomic_save_pretrained(model, out_dir / "model", getattr(task, "save_pretrained", None))
     if writer is not None:

@@ -1,12 +1,19 @@
-"""Training throughput of ANIRA-E, ANIRA-O and the fixed-depth baseline vs transformers' Llama.
+"""Training step time of ANIRA-E, ANIRA-O and the fixed-depth baseline vs transformers' Llama, eager and compiled.
 
-    python benchmarks/train_throughput.py                  # tiny CPU preset
-    python benchmarks/train_throughput.py --preset paper   # Table 5 MANO size (use a GPU)
+    python benchmarks/train_throughput.py                    # demo size (make demo), CPU, one thread
+    python benchmarks/train_throughput.py --preset paper     # Table 5 MANO size (use a GPU)
+    python benchmarks/train_throughput.py --no-compile       # eager columns only (seconds, not minutes)
 
-All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same MANO
-batches; each is timed over the same number of AdamW steps, interleaved round by round so machine
-noise hits all of them alike. Prints steps/s and step time as a ratio to Llama's (goals: E <= 1.10x,
-O <= 1.35x), then the MANO sampler's samples/s next to the rate training consumes.
+All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same MANO batches.
+Each model is stepped three ways, as the trainer does it (`anira_lib.train`):
+  before    eager forward/backward, AdamW's per-tensor loop (the trainer until 2026-12-02)
+  eager     eager, fused AdamW (compile=false today)
+  compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true)
+Every round times `--steps` steps of every (model, way) in turn, so machine noise hits all of them
+alike; `--rounds` rounds (>= 5) give the median and [min-max] printed. Then the ratios: compiled
+over before per model (the CPU speed-up), and each way's step time over Llama's (goals: E <= 1.10x,
+O <= 1.35x); then what a step spends outside the model: drawing and collating the batch, and the
+optimizer (zero_grad, clipping, AdamW), as shares of the compiled step.
 """
 
 from __future__ import annotations
@@ -14,19 +21,26 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from anira_lib import AniraConfig, AniraForCausalLM
-from anira_lib.tasks import get_task, rng_for
+from anira_lib.tasks import get_task
+from anira_lib.train import compile_for_training, compiled_training
 
 PRESETS = {
+    # notebooks/01_mano's defaults, the size `make demo` trains (one thread per process there)
+    "demo": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, max_depth=6, batch=64,
+                 task_args={"max_ops": 3, "modulus": 2}, threads=1),
     "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, max_depth=6, batch=128,
-                 task_args={"max_ops": 4, "modulus": 5}),
+                 task_args={"max_ops": 4, "modulus": 5}, threads=None),
     "paper": dict(hidden_size=256, intermediate_size=1664, num_attention_heads=8, max_depth=14, batch=512,
-                  task_args={"max_ops": 16, "modulus": 23}),
+                  task_args={"max_ops": 16, "modulus": 23}, threads=None),
 }
+KINDS = {"ANIRA-E": "early", "ANIRA-O": "online", "fixed-depth": "none", "Llama (P+D+C)": "llama"}
+WAYS = ("before", "eager", "compiled")
 
 
 def build(kind, p, vocab, device):
@@ -41,71 +55,127 @@ def build(kind, p, vocab, device):
     return model.to(device).train()
 
 
+class Stepper:
+    """One model trained one way: `step(batch)` is the trainer's step (forward, backward, clip, AdamW);
+    `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step."""
+
+    def __init__(self, kind, way, p, vocab, device, amp):
+        self.model = build(kind, p, vocab, device)
+        self.way, self.amp, self.device = way, amp, device
+        fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
+        self.forward = compile_for_training(self.model, device) if way == "compiled" else self.model
+
+    def state(self):
+        return compiled_training(self.model, self.device) if self.way == "compiled" else nullcontext()
+
+    def step(self, batch):
+        with self.amp:
+            loss = self.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                labels=batch["labels"]).loss
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimize()
+
+    def optimize(self):
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+
+    def optimizer_time(self, n):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.optimize()
+        return (time.perf_counter() - t0) / n
+
+
+def spread(values):
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per model and round")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per (model, way) and round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (demo preset: 1, as make demo runs)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compiled way (no compilation minutes)")
     args = ap.parse_args()
+    if args.rounds < 5:
+        ap.error("--rounds must be at least 5 (the median and range of interleaved repeats)")
     p = PRESETS[args.preset]
+    threads = args.threads or p["threads"]
+    if threads:
+        torch.set_num_threads(threads)
     device = torch.device(args.device)
-    task = get_task("mano", **p["task_args"])
+    task = get_task("mano", seed=0, **p["task_args"])
     batches = [{k: v.to(device) for k, v in task.train_batch(i, p["batch"]).items()} for i in range(args.steps)]
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    ways = [w for w in WAYS if not (args.no_compile and w == "compiled")]
 
-    kinds = {"ANIRA-E": "early", "ANIRA-O": "online", "fixed-depth": "none", "Llama (P+D+C)": "llama"}
-    models = {name: build(kind, p, task.vocab_size, device) for name, kind in kinds.items()}
     steppers = {}
-    for name, model in models.items():
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        fwd = torch.compile(model) if args.compile else model
-
-        def step(batch, model=model, opt=opt, fwd=fwd):
-            with amp:
-                loss = fwd(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           labels=batch["labels"]).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        steppers[name] = step
-        for b in batches[:2]:  # warm-up (and compilation)
-            step(b)
+    for name, kind in KINDS.items():
+        for way in ways:
+            s = steppers[name, way] = Stepper(kind, way, p, task.vocab_size, device, amp)
+            t0 = time.perf_counter()
+            with s.state():
+                for b in batches[:2]:  # warm-up (and compilation)
+                    s.step(b)
+            if way == "compiled":
+                print(f"compiled {name} in {time.perf_counter() - t0:.0f} s", flush=True)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    times = {name: [] for name in models}
+    times = {key: [] for key in steppers}
+    opt_times = {key: [] for key in steppers}
+    data_times = []
     for _ in range(args.rounds):
-        for name, step in steppers.items():
-            sync()
-            t0 = time.perf_counter()
-            for b in batches:
-                step(b)
-            sync()
-            times[name].append((time.perf_counter() - t0) / len(batches))
-    step_time = {name: statistics.median(t) for name, t in times.items()}
-    ref = step_time["Llama (P+D+C)"]
-    n_params = {name: sum(q.numel() for q in m.parameters()) for name, m in models.items()}
-    print(f"preset={args.preset} device={device} batch={p['batch']} D={p['max_depth']} H={p['hidden_size']} "
-          f"I={p['intermediate_size']} threads={torch.get_num_threads()}")
-    print(f"{'model':<16}{'params':>10}{'ms/step':>10}{'steps/s':>10}{'vs Llama':>10}")
-    for name, t in step_time.items():
-        print(f"{name:<16}{n_params[name]:>10,}{1000 * t:>10.1f}{1 / t:>10.2f}{t / ref:>9.2f}x")
-    print(f"goals: ANIRA-E <= 1.10x (now {step_time['ANIRA-E'] / ref:.2f}x), "
-          f"ANIRA-O <= 1.35x (now {step_time['ANIRA-O'] / ref:.2f}x)")
+        t0 = time.perf_counter()
+        for i in range(args.steps):
+            task.train_batch(1000 + i, p["batch"])
+        data_times.append((time.perf_counter() - t0) / args.steps)
+        for key, s in steppers.items():
+            with s.state():
+                sync()
+                t0 = time.perf_counter()
+                for b in batches:
+                    s.step(b)
+                sync()
+                times[key].append((time.perf_counter() - t0) / len(batches))
+                opt_times[key].append(s.optimizer_time(args.steps))
 
-    rng = rng_for(0, "bench")
-    n = 20000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        task.sample(rng)
-    rate = n / (time.perf_counter() - t0)
-    consumed = p["batch"] / step_time["ANIRA-E"]
-    print(f"MANO sampler: {rate:,.0f} samples/s on one core; ANIRA-E training consumes {consumed:,.0f} "
-          f"samples/s -> sampler headroom {rate / consumed:.1f}x (reference generator: 55,000/s)")
+    n_params = {name: sum(q.numel() for q in steppers[name, ways[0]].model.parameters()) for name in KINDS}
+    print(f"preset={args.preset} device={device} batch={p['batch']} T={batches[0]['input_ids'].shape[1]} "
+          f"D={p['max_depth']} H={p['hidden_size']} I={p['intermediate_size']} threads={torch.get_num_threads()} "
+          f"rounds={args.rounds} x {args.steps} steps; median [min-max] of the rounds")
+    head = "".join(f"{w + ' ms/step':>26}" for w in ways)
+    print(f"{'model':<15}{'params':>10}{head}")
+    for name in KINDS:
+        cells = "".join(f"{spread([1000 * t for t in times[name, w]]):>26}" for w in ways)
+        print(f"{name:<15}{n_params[name]:>10,}{cells}")
+
+    ref = "Llama (P+D+C)"
+    print("\nratios, per round (interleaved), median [min-max]")
+    if "compiled" in ways:
+        for name in KINDS:
+            speedup = [b / c for b, c in zip(times[name, "before"], times[name, "compiled"])]
+            print(f"  {name:<15} compiled speed-up over before: {spread(speedup)}x")
+    for way in ways:
+        vs = {name: [t / r for t, r in zip(times[name, way], times[ref, way])] for name in KINDS if name != ref}
+        print(f"  {way:<9} vs Llama: " + ", ".join(f"{n} {spread(v)}x" for n, v in vs.items())
+              + "  (goals: E <= 1.10x, O <= 1.35x)")
+
+    last = ways[-1]
+    print(f"\noutside the model, as shares of the {last} step (median over rounds)")
+    print(f"  batch (sample + collate): {1000 * statistics.median(data_times):.2f} ms")
+    for name in KINDS:
+        step_ms = 1000 * statistics.median(times[name, last])
+        opt_ms = 1000 * statistics.median(opt_times[name, last])
+        data_ms = 1000 * statistics.median(data_times)
+        print(f"  {name:<15} optimizer {opt_ms:.2f} ms ({opt_ms / step_ms:.0%}), batch {data_ms / step_ms:.0%} "
+              f"of {step_ms:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ warmup_steps = 100
 seed = 0
 eval_per_knob = 500      # evaluation examples per ℓ
 device = "auto"
+compile_training = True  # torch.compile the training step: ~1 min of compiling, then ~2x the steps/s on a CPU
 processes = 2            # CPU processes training the two variants side by side (1: one after the other)
 out_dir = "runs/01_mano"
 figure_dir = "figures"
@@ -55,7 +56,7 @@ settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, 
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
                 num_attention_heads=num_attention_heads, kl_beta=kl_beta, prior_lambda=prior_lambda,
                 steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed, device=device,
-                checkpoint_every=max(steps // 4, 1))
+                compile=compile_training, checkpoint_every=max(steps // 4, 1))
 figure_path = Path(figure_dir) / "fig2_left_mano.png"
 
 # %% [markdown]

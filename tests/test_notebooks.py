@@ -11,7 +11,8 @@ from anira_lib.notebooks import NOTEBOOK_DIR, check_parameters, declared_paramet
 from anira_lib.prefix_parser import FEATURES
 
 TINY = {
-    "01_mano": dict(steps=30, batch_size=32, eval_per_knob=16, max_ops=3, hidden_size=32, intermediate_size=64),
+    "01_mano": dict(steps=30, batch_size=32, eval_per_knob=16, max_ops=3, hidden_size=32, intermediate_size=64,
+                    compile_training=False),
     "02_brevo": dict(steps=20, batch_size=16, eval_per_knob=8, max_nodes=5, hidden_size=32, intermediate_size=64),
     "03_depo": dict(steps=20, batch_size=16, eval_per_knob=8, max_k=3, hidden_size=32, intermediate_size=64),
     "04_lano": dict(steps=10, batch_size=2, window=160, eval_windows=4, generations=2, hidden_size=32,
