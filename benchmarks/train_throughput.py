@@ -4,7 +4,8 @@
     python benchmarks/train_throughput.py --preset paper     # Table 5 MANO size (use a GPU)
     python benchmarks/train_throughput.py --no-compile       # eager columns only (seconds, not minutes)
 
-All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same MANO batches.
+All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same batches of
+the preset's task (MANO unless the preset names a notebook).
 Each model is stepped three ways, as the trainer does it (`anira_lib.train`):
   before    eager forward/backward, AdamW's per-tensor loop (the trainer until 2026-12-02)
   eager     eager, fused AdamW (compile=false today)
@@ -32,14 +33,25 @@ from anira_lib.train import compile_for_training, compiled_training
 
 PRESETS = {
     # notebooks/01_mano's defaults, the size `make demo` trains (one thread per process there)
-    "demo": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, max_depth=6, batch=64,
-                 task_args={"max_ops": 3, "modulus": 2}, threads=1),
-    "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, max_depth=6, batch=128,
-                 task_args={"max_ops": 4, "modulus": 5}, threads=None),
-    "paper": dict(hidden_size=256, intermediate_size=1664, num_attention_heads=8, max_depth=14, batch=512,
-                  task_args={"max_ops": 16, "modulus": 23}, threads=None),
+    "demo": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, hidden_size=64, intermediate_size=256,
+                 num_attention_heads=4, max_depth=4, batch=64, threads=1),
+    # the demo's size until 2026-12-02 (L = 3, D = 6), where issue 18 measured the eager step
+    "demo_before": dict(task="mano", task_args={"max_ops": 3, "modulus": 2}, hidden_size=64, intermediate_size=256,
+                        num_attention_heads=4, max_depth=6, batch=64, threads=1),
+    # the other notebooks' CPU defaults (each trains E and O side by side, one thread each)
+    "02_brevo": dict(task="brevo", task_args={"max_nodes": 8}, hidden_size=64, intermediate_size=256,
+                     num_attention_heads=4, max_depth=6, batch=64, threads=1),
+    "03_depo": dict(task="depo", task_args={"max_nodes": 5, "max_k": 3, "queries": 4}, hidden_size=64,
+                    intermediate_size=256, num_attention_heads=4, max_depth=6, batch=64, threads=1),
+    "04_lano": dict(task="lano", task_args={"window": 512}, hidden_size=64, intermediate_size=256,
+                    num_attention_heads=4, max_depth=4, batch=4, threads=1),
+    "tiny": dict(task="mano", task_args={"max_ops": 4, "modulus": 5}, hidden_size=64, intermediate_size=256,
+                 num_attention_heads=4, max_depth=6, batch=128, threads=None),
+    "paper": dict(task="mano", task_args={"max_ops": 16, "modulus": 23}, hidden_size=256, intermediate_size=1664,
+                  num_attention_heads=8, max_depth=14, batch=512, threads=None),
 }
-KINDS = {"ANIRA-E": "early", "ANIRA-O": "online", "fixed-depth": "none", "Llama (P+D+C)": "llama"}
+MODELS = {"E": ("ANIRA-E", "early"), "O": ("ANIRA-O", "online"), "fixed": ("fixed-depth", "none"),
+          "llama": ("Llama (P+D+C)", "llama")}
 WAYS = ("before", "eager", "compiled")
 
 
@@ -100,6 +112,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (demo preset: 1, as make demo runs)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled way (no compilation minutes)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     args = ap.parse_args()
     if args.rounds < 5:
         ap.error("--rounds must be at least 5 (the median and range of interleaved repeats)")
@@ -108,13 +121,17 @@ def main():
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(args.device)
-    task = get_task("mano", seed=0, **p["task_args"])
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        ap.error(f"--models: unknown {unknown}; choose from {','.join(MODELS)}")
+    kinds = dict(MODELS[m] for m in args.models.split(","))
+    task = get_task(p["task"], seed=0, **p["task_args"])
     batches = [{k: v.to(device) for k, v in task.train_batch(i, p["batch"]).items()} for i in range(args.steps)]
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     ways = [w for w in WAYS if not (args.no_compile and w == "compiled")]
 
     steppers = {}
-    for name, kind in KINDS.items():
+    for name, kind in kinds.items():
         for way in ways:
             s = steppers[name, way] = Stepper(kind, way, p, task.vocab_size, device, amp)
             t0 = time.perf_counter()
@@ -146,31 +163,32 @@ def main():
                 times[key].append((time.perf_counter() - t0) / len(batches))
                 opt_times[key].append(s.optimizer_time(args.steps))
 
-    n_params = {name: sum(q.numel() for q in steppers[name, ways[0]].model.parameters()) for name in KINDS}
-    print(f"preset={args.preset} device={device} batch={p['batch']} T={batches[0]['input_ids'].shape[1]} "
+    n_params = {name: sum(q.numel() for q in steppers[name, ways[0]].model.parameters()) for name in kinds}
+    lengths = sorted({b["input_ids"].shape[1] for b in batches})
+    print(f"preset={args.preset} task={p['task']} device={device} batch={p['batch']} T={lengths[0]}-{lengths[-1]} "
           f"D={p['max_depth']} H={p['hidden_size']} I={p['intermediate_size']} threads={torch.get_num_threads()} "
           f"rounds={args.rounds} x {args.steps} steps; median [min-max] of the rounds")
     head = "".join(f"{w + ' ms/step':>26}" for w in ways)
     print(f"{'model':<15}{'params':>10}{head}")
-    for name in KINDS:
+    for name in kinds:
         cells = "".join(f"{spread([1000 * t for t in times[name, w]]):>26}" for w in ways)
         print(f"{name:<15}{n_params[name]:>10,}{cells}")
 
-    ref = "Llama (P+D+C)"
+    ref = "Llama (P+D+C)" if "Llama (P+D+C)" in kinds else None
     print("\nratios, per round (interleaved), median [min-max]")
     if "compiled" in ways:
-        for name in KINDS:
+        for name in kinds:
             speedup = [b / c for b, c in zip(times[name, "before"], times[name, "compiled"])]
             print(f"  {name:<15} compiled speed-up over before: {spread(speedup)}x")
-    for way in ways:
-        vs = {name: [t / r for t, r in zip(times[name, way], times[ref, way])] for name in KINDS if name != ref}
+    for way in ways if ref else ():
+        vs = {name: [t / r for t, r in zip(times[name, way], times[ref, way])] for name in kinds if name != ref}
         print(f"  {way:<9} vs Llama: " + ", ".join(f"{n} {spread(v)}x" for n, v in vs.items())
               + "  (goals: E <= 1.10x, O <= 1.35x)")
 
     last = ways[-1]
     print(f"\noutside the model, as shares of the {last} step (median over rounds)")
     print(f"  batch (sample + collate): {1000 * statistics.median(data_times):.2f} ms")
-    for name in KINDS:
+    for name in kinds:
         step_ms = 1000 * statistics.median(times[name, last])
         opt_ms = 1000 * statistics.median(opt_times[name, last])
         data_ms = 1000 * statistics.median(data_times)

@@ -22,16 +22,16 @@
 # `configs/notebooks/01_mano_paper.yaml` holds the paper's Table 5 setting for a GPU.
 
 # %% tags=["parameters"]
-max_ops = 3              # L: training draws ℓ uniformly from 1..L
+max_ops = 4              # L: training draws ℓ uniformly from 1..L
 modulus = 2              # the paper uses 23 (CPU default: see README)
 length_tag = False       # reference option: tell the model ℓ after BOS
-max_depth = 6            # D
+max_depth = 4            # D (Table 5: 14)
 hidden_size = 64
 intermediate_size = 256
 num_attention_heads = 4
 kl_beta = 0.01           # β
 prior_lambda = 1.0       # λ
-steps = 8000
+steps = 6000
 batch_size = 64
 lr = 2e-3
 warmup_steps = 100

@@ -40,6 +40,7 @@ warmup_steps = 100
 seed = 0
 eval_per_knob = 200
 device = "auto"
+compile_training = False  # torch.compile the training step (see 01_mano; measured in the README)
 processes = 2
 out_dir = "runs/03_depo"
 figure_dir = "figures"
@@ -53,7 +54,7 @@ settings = dict(task="depo", task_args={"max_nodes": max_nodes, "max_k": max_k, 
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
                 num_attention_heads=num_attention_heads, kl_beta=kl_beta, prior_lambda=prior_lambda, steps=steps,
                 batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed, device=device,
-                checkpoint_every=max(steps // 4, 1))
+                compile=compile_training, checkpoint_every=max(steps // 4, 1))
 figure_path = Path(figure_dir) / "fig8_depo.png"
 
 # %%

@@ -38,6 +38,7 @@ seed = 0
 eval_windows = 32        # held-out windows for depth and KL
 generations = 16         # sampled sentences for validity
 device = "auto"
+compile_training = False  # torch.compile the training step (see 01_mano; measured in the README)
 processes = 2
 out_dir = "runs/04_lano"
 figure_dir = "figures"
@@ -53,7 +54,7 @@ from anira_lib.plots import plot_sentence_proxies
 settings = dict(task="lano", task_args={"window": window}, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
                 prior_lambda=prior_lambda, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                seed=seed, device=device, checkpoint_every=max(steps // 4, 1))
+                seed=seed, device=device, compile=compile_training, checkpoint_every=max(steps // 4, 1))
 
 # %% [markdown]
 # ## Train both variants

@@ -41,6 +41,7 @@ lr = 2e-3
 warmup_steps = 100
 seed = 0
 device = "auto"
+compile_training = False  # torch.compile the training step (see 01_mano; measured in the README)
 processes = 2
 data_dir = "data/clrs"
 out_dir = "runs/05_clrs"
@@ -65,7 +66,7 @@ print(f"{len(task.train_pairs)} training pairs, {len(task.eval_pairs())} evaluat
 settings = dict(task="clrs", task_args=task_args, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
                 prior_lambda=prior_lambda, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                seed=seed, device=device, checkpoint_every=max(steps // 4, 1))
+                seed=seed, device=device, compile=compile_training, checkpoint_every=max(steps // 4, 1))
 runs = train_variants(settings, out_dir, processes=processes)
 for name, run in runs.items():
     print(f"{name}: train loss {run.metrics[0]['loss']:.3f} -> {run.metrics[-1]['loss']:.3f}")
