@@ -3,12 +3,13 @@
     python -m anira_lib.train --config configs/mano_tiny.yaml steps=2000 decider=online
     torchrun --nproc_per_node 4 -m anira_lib.train --config configs/mano_paper.yaml
 
-AdamW, linear warm-up then constant LR, gradient clipping, bf16 autocast and optional
-`torch.compile` on GPU. DDP is picked up from torchrun's environment (WORLD_SIZE > 1): no launcher
-of our own. Rank 0 writes `out_dir/`: `train_config.yaml`, `metrics.jsonl` + `metrics.csv`,
-`checkpoint.pt` (model, optimizer, scheduler, RNG states, step; written atomically every
-`checkpoint_every` steps) and the final `model/` (save_pretrained). `--resume` continues from
-`checkpoint.pt` exactly: batch k of rank r is a pure function of (seed, r, k).
+AdamW (fused), linear warm-up then constant LR, gradient clipping, bf16 autocast on GPU, and
+`torch.compile` of the step with `compile=true` (GPU or CPU: `compile_for_training`). DDP is
+picked up from torchrun's environment (WORLD_SIZE > 1): no launcher of our own. Rank 0 writes
+`out_dir/`: `train_config.yaml`, `metrics.jsonl` + `metrics.csv`, `checkpoint.pt` (model,
+optimizer, scheduler, RNG states, step; written atomically every `checkpoint_every` steps) and the
+final `model/` (save_pretrained). `--resume` continues from `checkpoint.pt` exactly: batch k of
+rank r is a pure function of (seed, r, k).
 
 Run integrity: one training per directory (a lock; `run_dir.py`), a new run never mixes with an old
 one (`--resume` or `--overwrite`), the metrics up to a checkpoint's step are on disk before the
