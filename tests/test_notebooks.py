@@ -105,7 +105,7 @@ CHECKS = {"01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_
 
 def test_unknown_or_mistyped_notebook_parameter_is_an_error():
     declared = declared_parameters(load_notebook(NOTEBOOK_DIR / "01_mano.py"))
-    assert declared["max_ops"] == 3
+    assert declared["max_ops"] == 4 and declared["compile_training"] is True
     with pytest.raises(ValueError, match="no parameter 'step'; did you mean 'steps'"):
         check_parameters({"step": 5}, declared, "01_mano")
     with pytest.raises(TypeError, match="must be int"):
