@@ -79,7 +79,7 @@ class Stepper:
         self.forward = compile_for_training(self.model, device) if way == "compiled" else self.model
 
     def state(self):
-        return compiled_training(self.model, self.device) if self.way == "compiled" else nullcontext()
+        return compiled_training(self.model, self.device, enabled=self.way == "compiled")
 
     def step(self, batch):
         with self.amp:
