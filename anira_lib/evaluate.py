@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import spearmanr
-from tqdm.auto import tqdm
 
 from .io import atomic_write_jsonl
 from .model import IGNORE_INDEX
+from .progress import progress_bar
 from .tasks import collate
 
 
@@ -58,7 +58,7 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
 
     mean_depth is d̄ on answer tokens with the inference depth rule (§5.3)."""
     rows, dump = [], []
-    for k in tqdm(list(knobs), desc="evaluate", disable=not progress):
+    for k in progress_bar(list(knobs), desc="evaluate", disable=not progress):
         recs = list(run_examples(model, task, task.eval_examples(k, n_per_knob, seed), batch_size,
                                  depth_rule, halt_threshold))
         ans_exp = [np.mean([r["expected_depth"][p] for p in r["answer_positions"]]) for r in recs]
@@ -89,7 +89,7 @@ def lm_token_stats(model, windows, batch_size: int = 16, depth_rule=None, halt_t
     device = next(model.parameters()).device
     windows = torch.as_tensor(np.asarray(windows), dtype=torch.long)
     exp_d, depths, probs = [], [], []
-    for i in tqdm(range(0, len(windows), batch_size), desc="forward", disable=not progress):
+    for i in progress_bar(range(0, len(windows), batch_size), desc="forward", disable=not progress):
         ids = windows[i:i + batch_size].to(device)
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), depth_rule=depth_rule,
                     halt_threshold=halt_threshold)

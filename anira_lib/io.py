@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -82,6 +83,19 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def _quiet_transformers_bars():
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None) -> None:
     """`save_pretrained` (and `extra(folder)`, e.g. a tokenizer) into a temporary sibling folder, then
     swap it into place."""
@@ -90,7 +104,8 @@ def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None) -> None
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        model.save_pretrained(tmp)
+        with _quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log
+            model.save_pretrained(tmp)
         if extra is not None:
             extra(tmp)
         old = folder.with_name(f".{folder.name}.old.tmp")

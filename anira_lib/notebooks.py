@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -70,9 +73,45 @@ def check_parameters(given: dict, declared: dict, notebook: str) -> None:
                             f"(default {default!r}), got {value!r}.")
 
 
+class _TerminalStream:
+    """Where papermill writes the kernel's stdout as it arrives: this terminal, above the cell bar
+    (tqdm.write lifts the bar, prints, and redraws it)."""
+
+    def __init__(self, file=None):
+        self.file = file
+
+    def write(self, text: str):
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.file or sys.stdout, end="")
+
+    def flush(self):
+        (self.file or sys.stdout).flush()
+
+
+@contextmanager
+def _kernel_progress_mode(mode: str = "lines"):
+    """Kernels started inside inherit ANIRA_PROGRESS=`mode` (unless the caller set one)."""
+    from .progress import MODE_ENV
+
+    before = os.environ.get(MODE_ENV)
+    if before is None:
+        os.environ[MODE_ENV] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MODE_ENV, None)
+
+
 def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: str | Path = RUN_DIR,
-                 cwd: str | Path | None = None, progress: bool = False, timeout: int | None = None) -> Path:
-    """Execute a notebook with `parameters`; returns the executed .ipynb path (written atomically)."""
+                 cwd: str | Path | None = None, progress: bool = False, timeout: int | None = None,
+                 stream=None) -> Path:
+    """Execute a notebook with `parameters`; returns the executed .ipynb path (written atomically).
+
+    Training and evaluation inside print plain progress lines (ANIRA_PROGRESS=lines), kept in the
+    executed copy. progress=True also shows papermill's cell bar and streams the kernel's stdout
+    (those lines, the printed tables) to this terminal as it comes, or to `stream` if given."""
     import nbformat
     import papermill as pm
 
@@ -90,8 +129,11 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
     failed = output_dir / f"{src.stem}.failed.ipynb"
     tmp = _tmp_beside(out, suffix=".tmp.ipynb")
     try:
-        pm.execute_notebook(str(source_ipynb), str(tmp), parameters=parameters, kernel_name="python3",
-                            cwd=str(cwd or Path.cwd()), progress_bar=progress, execution_timeout=timeout)
+        echo = (stream or _TerminalStream()) if progress or stream is not None else None
+        with _kernel_progress_mode("lines"):
+            pm.execute_notebook(str(source_ipynb), str(tmp), parameters=parameters, kernel_name="python3",
+                                cwd=str(cwd or Path.cwd()), progress_bar=progress, execution_timeout=timeout,
+                                stdout_file=echo)
         tmp.replace(out)
         failed.unlink(missing_ok=True)
     except Exception as err:  # keep the executed copy: its failing cell holds the traceback

@@ -19,11 +19,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .io import atomic_write_npz
 from .pcfg import grammar_path, load_pcfg
 from .prefix_parser import FEATURES, PrefixParser, to_cnf
+from .progress import progress_bar
 from .tasks.lano import EOS, PAD
 
 CACHE_VERSION = 1
@@ -110,9 +110,9 @@ def compute_proxies(windows, grammar: str = "cfg3b", processes: int | None = Non
     bar = dict(total=len(jobs), desc="prefix parser", disable=not progress)
     if processes > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(processes) as pool:
-            rows = list(tqdm(pool.map(_window_worker, jobs, chunksize=max(1, len(jobs) // (8 * processes))), **bar))
+            rows = list(progress_bar(pool.map(_window_worker, jobs, chunksize=max(1, len(jobs) // (8 * processes))), **bar))
     else:
-        rows = [window_proxies(*job) for job in tqdm(jobs, **bar)]
+        rows = [window_proxies(*job) for job in progress_bar(jobs, **bar)]
     out = {k: np.stack([r[k] for r in rows]) for k in rows[0]} if rows else {}
     if path is not None and rows:
         atomic_write_npz(path, out)

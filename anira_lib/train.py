@@ -34,11 +34,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import yaml
-from tqdm.auto import tqdm
 
 from .faults import fault_point
 from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
+from .progress import QueueBar, progress_bar, relay
 from .run_config import TrainConfig
 from .run_dir import RunDirError, claim_run_dir, existing_run
 from .tasks import get_task
@@ -210,11 +210,13 @@ def _write_metrics(out_dir: Path, rows: list[dict]):
     atomic_write_text(out_dir / "metrics.csv", buf.getvalue())
 
 
-def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False,
+          progress_queue=None) -> TrainResult:
     """Train one model as `cfg` says; returns the (unwrapped) model, the task and the metrics.
 
     resume: True continues out_dir's checkpoint; "auto" does if there is one and starts fresh in an
-    empty out_dir (notebooks); False starts fresh. overwrite: delete a run already in out_dir first."""
+    empty out_dir (notebooks); False starts fresh. overwrite: delete a run already in out_dir first.
+    progress_queue: where a worker process sends its progress (`train_parallel`); None draws it here."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world > 1
     if distributed and not dist.is_initialized():
@@ -235,7 +237,8 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False)
         overwrite = overwrite or (not resume and "model" not in existing_run(out_dir))
     lock = claim_run_dir(out_dir, bool(resume), overwrite) if rank == 0 else None
     try:
-        return _train(cfg, task, out_dir, bool(resume), device, rank, world, distributed, local_batch)
+        return _train(cfg, task, out_dir, bool(resume), device, rank, world, distributed, local_batch,
+                      progress_queue)
     finally:
         if lock is not None:
             lock.release()
@@ -269,7 +272,16 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(out_dir / "tensorboard")
 
 
-def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_batch) -> TrainResult:
+def _progress(cfg, start, queue, rank):
+    """The step bar of one run: drawn here, or sent to the parent through `queue` (a worker)."""
+    desc = f"train {cfg.task} {cfg.decider}"
+    if queue is not None and cfg.progress and rank == 0:
+        return QueueBar(queue, str(cfg.out_dir), total=cfg.steps, desc=desc, initial=start)
+    return progress_bar(total=cfg.steps, desc=desc, initial=start, disable=not (cfg.progress and rank == 0))
+
+
+def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_batch,
+           progress_queue=None) -> TrainResult:
     ckpt = load_checkpoint(out_dir) if resume else None
     if ckpt is not None:
         check_resumable(ckpt, cfg, out_dir / "checkpoint.pt")
@@ -300,12 +312,14 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
 
     with compiled_training(model, device, enabled=cfg.compile):
         model.train()
+        bar = _progress(cfg, start, progress_queue, rank)
         if cfg.compile:
+            bar.set_postfix(status="compiling the step (about a minute, ~20 s when cached)")
+            bar.refresh()
             _compile_on(step_model, model, task.train_batch(0, local_batch, rank), device, cfg.dtype)
+            bar.set_postfix(status="compiled")
         t0, tokens = time.perf_counter(), 0
-        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (cfg.progress and rank == 0),
-                   desc=f"train {cfg.task} {cfg.decider}")
-        for step in bar:
+        for step in range(start, cfg.steps):
             batch = task.train_batch(step, local_batch, rank)
             tokens += int(batch["attention_mask"].sum()) * world  # counted on the host: no device sync
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -337,6 +351,7 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
                         writer.add_scalar(k, v, done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save_checkpoint(done)
+            bar.update()
         bar.close()
     if rank == 0:
         atomic_save_pretrained(model, out_dir / "model", getattr(task, "save_pretrained", None))
@@ -348,9 +363,9 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
     return TrainResult(model=model, task=task, metrics=metrics, out_dir=out_dir)
 
 
-def _train_worker(cfg_dict: dict, threads: int, resume) -> str:
+def _train_worker(cfg_dict: dict, threads: int, resume, progress_queue=None) -> str:
     torch.set_num_threads(threads)
-    return str(train(TrainConfig.from_dict({**cfg_dict, "progress": False}), resume=resume).out_dir)
+    return str(train(TrainConfig.from_dict(cfg_dict), resume=resume, progress_queue=progress_queue).out_dir)
 
 
 def load_run(cfg: TrainConfig) -> TrainResult:
@@ -377,7 +392,7 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
     on a CPU this trains e.g. ANIRA-E and ANIRA-O together in about the time of one. On a GPU, or
     with processes=1, runs go one after another in this process."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     cpus = os.cpu_count() or 1
     processes = processes or min(len(configs), cpus)
@@ -385,14 +400,12 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
         return [train(c, resume=resume) for c in configs]
     threads = max(1, cpus // processes)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
-        futures = {pool.submit(_train_worker, c.to_dict(), threads, resume): c for c in configs}
-        bar = tqdm(total=len(configs), desc=f"training {len(configs)} runs in {processes} processes",
-                   disable=not all(c.progress for c in configs))
-        for fut in as_completed(futures):
+    with ctx.Manager() as manager, ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        queue = manager.Queue()  # a manager's queue: a put has arrived when it returns
+        futures = [pool.submit(_train_worker, c.to_dict(), threads, resume, queue) for c in configs]
+        relay(queue, done=lambda: all(f.done() for f in futures))
+        for fut in futures:
             fut.result()  # re-raises a worker's error here
-            bar.update()
-        bar.close()
     return [load_run(c) for c in configs]
 
 

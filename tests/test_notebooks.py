@@ -1,5 +1,6 @@
 """Every numbered notebook runs headlessly (papermill) with tiny parameters; figures are real."""
 
+import io
 import json
 from pathlib import Path
 
@@ -27,6 +28,7 @@ TINY = {
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
 KNOBS = {"01_mano": [1, 2, 3], "02_brevo": [3, 4, 5], "03_depo": [1, 2, 3]}
+PROGRESS = {"01_mano": "mano", "02_brevo": "brevo", "03_depo": "depo"}  # notebook -> task name in its bars
 
 
 def test_every_notebook_has_tiny_parameters():
@@ -46,10 +48,16 @@ def test_notebook_runs_with_tiny_parameters(name, tmp_path):
     params = {**TINY[name], "out_dir": str(tmp_path / "run"), "figure_dir": str(tmp_path / "figures")}
     if name == "05_clrs":
         params["data_dir"] = str(tmp_path / "data")
-    executed = run_notebook(name, params, output_dir=tmp_path / "executed", cwd=Path.cwd())
+    terminal = io.StringIO()
+    executed = run_notebook(name, params, output_dir=tmp_path / "executed", cwd=Path.cwd(), stream=terminal)
     nb = json.loads(executed.read_text())
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    if name in PROGRESS:  # each variant's training reached the terminal as it ran, and stays in the notebook
+        kept = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        for decider in ("early", "online"):
+            done = f"train {PROGRESS[name]} {decider}  {params['steps']}/{params['steps']} 100% | loss "
+            assert done in terminal.getvalue() and done in kept
     figures = list((tmp_path / "figures").glob("*.png"))
     assert figures
     for fig in figures:

@@ -24,10 +24,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .. import clrs_text
 from ..io import atomic_write_text
+from ..progress import progress_bar
 from .base import Example, TaskSampler
 
 PAD, BOS, EOS = 0, 1, 2
@@ -95,8 +94,8 @@ def prepare_splits(split: str, root: str | Path = DEFAULT_DIR, processes: int | 
     bar = dict(total=len(jobs), desc=f"CLRS-Text {split}", disable=not progress)
     if processes > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(processes) as pool:
-            return [Path(p) for p in tqdm(pool.map(_generate_job, jobs), **bar)]
-    return [Path(_generate_job(j)) for j in tqdm(jobs, **bar)]
+            return [Path(p) for p in progress_bar(pool.map(_generate_job, jobs), **bar)]
+    return [Path(_generate_job(j)) for j in progress_bar(jobs, **bar)]
 
 
 def load_pair(root, split, algorithm, size, seed, count) -> list[dict]:

@@ -1,0 +1,217 @@
+"""Progress that reaches whoever is waiting: bars in JupyterLab or a terminal, plain lines headlessly.
+
+`progress_bar(...)` is a tqdm-like bar (iterate it or call `update`, `set_postfix`, `close`) whose form
+follows `ANIRA_PROGRESS`:
+
+    bar    (default) tqdm.auto: a widget in JupyterLab, a redrawn line in a terminal
+    lines  one plain line every `interval` seconds (and at the start and the end): what a notebook
+           executed headlessly prints, so papermill can stream it to the terminal and keep it in the
+           executed copy (`python -m anira_lib.notebooks run` sets this)
+    off    nothing
+
+Runs trained in worker processes (`train.train_parallel`) report through a queue with `QueueBar`;
+the parent redraws them with `relay`, one bar per run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+MODE_ENV = "ANIRA_PROGRESS"
+MODES = ("bar", "lines", "off")
+LINE_INTERVAL_S = 5.0
+
+
+def progress_mode() -> str:
+    """The form progress takes in this process ('bar', 'lines' or 'off'), from $ANIRA_PROGRESS."""
+    mode = os.environ.get(MODE_ENV, "bar").strip().lower() or "bar"
+    if mode not in MODES:
+        raise ValueError(f"{MODE_ENV}={mode!r} is not a progress mode; use one of {list(MODES)}.")
+    return mode
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds -> 'm:ss' or 'h:mm:ss'."""
+    s = int(round(max(seconds, 0.0)))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class LineBar:
+    """A tqdm-like bar printing one self-contained line at most every `interval` seconds.
+
+    A line reads `desc  n/total  pct | key value ... | elapsed m:ss, remaining m:ss`; the remaining
+    time comes from the rate since the first update (a compile before it does not count)."""
+
+    def __init__(self, iterable=None, total=None, desc="", initial=0, interval=LINE_INTERVAL_S,
+                 file=None, clock=time.monotonic):
+        self.iterable, self.desc, self.n, self.interval = iterable, desc, initial, interval
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.file, self.clock, self.postfix, self.closed = file, clock, {}, False
+        self.start_t, self._first = clock(), None  # _first: (time, n) of the first update
+        self._last_print = None
+        self._print()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def __len__(self):
+        return self.total
+
+    def update(self, n: int = 1):
+        self.n += n
+        if self._first is None:  # the rate counts from the end of the first update
+            self._first = (self.clock(), self.n)
+        if self.clock() - self._last_print >= self.interval:
+            self._print()
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        self.postfix = {**(ordered_dict or {}), **kwargs}
+
+    def set_description(self, desc, refresh=True):
+        self.desc = desc
+
+    def line(self) -> str:
+        now = self.clock()
+        parts = [self.desc or "progress"]
+        if self.total:
+            parts.append(f"{self.n}/{self.total} {100 * self.n / self.total:3.0f}%")
+        else:
+            parts.append(str(self.n))
+        line = "  ".join(parts)
+        if self.postfix:
+            line += " | " + " ".join(f"{k} {v}" for k, v in self.postfix.items())
+        line += f" | elapsed {format_duration(now - self.start_t)}"
+        if self._first is not None and self.total and self.n > self._first[1]:
+            rate = (self.n - self._first[1]) / max(now - self._first[0], 1e-9)
+            line += f", remaining {format_duration((self.total - self.n) / rate)}"
+        return line
+
+    def _print(self):
+        self._last_print = self.clock()
+        print(self.line(), file=self.file or sys.stdout, flush=True)
+
+    def refresh(self):
+        self._print()
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self._print()
+
+
+class _Off:
+    """The bar of mode 'off' (and of disable=True): iterates, records, prints nothing."""
+
+    def __init__(self, iterable=None, total=None, initial=0, **_):
+        self.iterable, self.total, self.n, self.postfix = iterable, total, initial, {}
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.n += 1
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        self.postfix = {**(ordered_dict or {}), **kwargs}
+
+    def set_description(self, desc, refresh=True):
+        pass
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(iterable=None, *, total=None, desc="", initial=0, disable=False, position=None,
+                 interval=LINE_INTERVAL_S):
+    """A progress bar in the form `progress_mode()` names (see the module docstring)."""
+    mode = progress_mode()
+    if disable or mode == "off":
+        return _Off(iterable, total=total, initial=initial)
+    if mode == "lines":
+        return LineBar(iterable, total=total, desc=desc, initial=initial, interval=interval)
+    return tqdm(iterable, total=total, desc=desc, initial=initial, position=position, dynamic_ncols=True)
+
+
+class QueueBar:
+    """A worker process's bar: sends its state (throttled to `interval` s) to the parent through
+    `queue` as (key, event, payload) tuples; `relay` in the parent draws it."""
+
+    def __init__(self, queue, key, iterable=None, total=None, desc="", initial=0, interval=0.5,
+                 clock=time.monotonic):
+        self.queue, self.key, self.iterable, self.n = queue, key, iterable, initial
+        self.total = total if total is not None else len(iterable)
+        self.interval, self.clock, self.postfix, self._sent = interval, clock, {}, clock()
+        self.queue.put((key, "start", {"total": self.total, "desc": desc, "initial": initial}))
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def update(self, n: int = 1):
+        self.n += n
+        if self.clock() - self._sent >= self.interval:
+            self._send()
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        self.postfix = {**(ordered_dict or {}), **kwargs}
+
+    def set_description(self, desc, refresh=True):
+        self.queue.put((self.key, "desc", desc))
+
+    def refresh(self):
+        self._send()
+
+    def _send(self):
+        self._sent = self.clock()
+        self.queue.put((self.key, "update", {"n": self.n, "postfix": dict(self.postfix)}))
+
+    def close(self):
+        self._send()
+        self.queue.put((self.key, "close", None))
+
+
+def relay(queue, done, poll_s: float = 0.2, bars: dict | None = None) -> dict:
+    """Draw the bars workers send through `queue` until `done()` is true and the queue is empty.
+
+    One `progress_bar` per key, created on its 'start' event. Returns the bars (for tests)."""
+    import queue as queue_module
+
+    bars = {} if bars is None else bars
+    while True:
+        try:
+            key, event, payload = queue.get(timeout=poll_s)
+        except queue_module.Empty:
+            if done():
+                return bars
+            continue
+        except (EOFError, OSError):  # the manager went away: nothing more will come
+            return bars
+        if event == "start":
+            bars[key] = progress_bar(total=payload["total"], desc=payload["desc"], initial=payload["initial"],
+                                     position=len(bars))
+        elif key not in bars:
+            continue
+        elif event == "update":
+            bar = bars[key]
+            bar.set_postfix(payload["postfix"], refresh=False)
+            bar.update(payload["n"] - bar.n)
+        elif event == "desc":
+            bars[key].set_description(payload)
+        elif event == "close":
+            bars[key].close()
