@@ -2,8 +2,9 @@
 
 "Answer-token depth" is the exit depth at the positions whose logits predict a supervised token
 (for MANO: the ANS tag, whose output is the answer) — the compute spent producing the answer.
-`dump_allocations` writes one JSON line per example with every token's exit depth, expected depth
-and exit distribution; the later analyses (Fig. 6, Table 2) read these files.
+`evaluate_knobs(..., dump_path=...)` writes an allocation dump: one JSON line per example (format
+`DUMP_FORMAT`, fields in `run_examples`) with every token's exit depth, expected depth and exit
+distribution; the explorer and the later analyses (Fig. 6, Table 2) read these files.
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ from .progress import progress_bar
 from .tasks import collate
 
 
+DUMP_FORMAT = 2  # 1 (until 2026-12-02): no dump_format, task, example or symbols fields
+
+
 @torch.no_grad()
 def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, halt_threshold=None):
-    """Forward `examples` in eval mode; yields one record per example (lists, JSON-ready)."""
+    """Forward `examples` in eval mode; yields one record per example (lists, JSON-ready):
+
+    dump_format, task (name), knob, example (index in `examples`), tokens, symbols (decoded tokens),
+    predicted / correct (the task's checker where it has one), answer_positions (positions whose
+    logits predict a supervised token), answer_depth (their mean exit depth), exit_depths (T,),
+    expected_depth (T,), exit_probs (T, D): q(d) per token."""
     model.eval()
     device = next(model.parameters()).device
     for i in range(0, len(examples), batch_size):
@@ -42,7 +51,9 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
             else:
                 correct = predicted == labels[b, sup].tolist()
             yield {
-                "knob": ex.knob, "tokens": ex.tokens, "predicted": predicted, "correct": bool(correct),
+                "dump_format": DUMP_FORMAT, "task": getattr(task, "name", type(task).__name__),
+                "knob": ex.knob, "example": i + b, "tokens": ex.tokens, "symbols": list(task.decode(ex.tokens)),
+                "predicted": predicted, "correct": bool(correct),
                 "answer_positions": sup.tolist(),
                 "answer_depth": float(depths[b, sup].float().mean()),
                 "exit_depths": depths[b, :n].tolist(),
@@ -61,6 +72,8 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
     for k in progress_bar(list(knobs), desc="evaluate", disable=not progress):
         recs = list(run_examples(model, task, task.eval_examples(k, n_per_knob, seed), batch_size,
                                  depth_rule, halt_threshold))
+        for r in recs:  # the knob asked for: CLRS's is (algorithm, size), its examples' only the size
+            r["knob"] = k
         ans_exp = [np.mean([r["expected_depth"][p] for p in r["answer_positions"]]) for r in recs]
         rows.append({"knob": k, "n": len(recs), "accuracy": float(np.mean([r["correct"] for r in recs])),
                      "mean_depth": float(np.mean([r["answer_depth"] for r in recs])),

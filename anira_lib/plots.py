@@ -54,20 +54,6 @@ def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str
     return fig
 
 
-def plot_token_depths(symbols: list[str], depths: list[float], max_depth: int, ax=None, title: str = ""):
-    """Bar chart of per-token depth along one sequence."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(4, 0.35 * len(symbols)), 2.6))
-    ax.bar(range(len(symbols)), depths, color="tab:blue")
-    ax.set_xticks(range(len(symbols)))
-    ax.set_xticklabels(symbols, fontsize=8)
-    ax.set_ylim(0, max_depth + 0.5)
-    ax.set_ylabel("exit depth")
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
-
-
 def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict[str, "np.ndarray"],
                           path: str | Path | None = None, title: str = ""):
     """Per-token expected depth of each variant (top) and each proxy (one panel each) along one
@@ -133,6 +119,31 @@ def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: 
     if title:
         fig.suptitle(title + "  (grey bars: training sizes)", fontsize=10)
     fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def draw_depth_histogram(ax, hist, title: str = ""):
+    """One variant's per-knob depth histogram (a frame from `explorer.depth_histogram`: knobs ×
+    depths, shares) as a heat map on `ax`."""
+    D = hist.shape[1]
+    image = ax.imshow(hist.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                      extent=(0.5, D + 0.5, len(hist) - 0.5, -0.5))
+    ax.set(xlabel="answer-token exit depth", ylabel="knob", title=title, xticks=range(1, D + 1),
+           yticks=range(len(hist)))
+    ax.set_yticklabels(list(hist.index), fontsize=7)
+    return image
+
+
+def plot_depth_histograms(histograms: dict, path: str | Path | None = None, title: str = ""):
+    """`draw_depth_histogram` for each variant side by side, with a shared colour bar."""
+    fig, axes = plt.subplots(1, len(histograms), figsize=(3.6 * len(histograms), 2.8), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], histograms.items()):
+        image = draw_depth_histogram(ax, hist, name)
+    fig.colorbar(image, ax=list(axes[0]), label="share of answer tokens")
+    if title:
+        fig.suptitle(title)
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -68,7 +68,7 @@ class LineBar:
 
     def update(self, n: int = 1):
         self.n += n
-        if self._first is None:  # the rate counts from the end of the first update
+        if self._first is None and n > 0:  # the rate counts from the end of the first step
             self._first = (self.clock(), self.n)
         if self.clock() - self._last_print >= self.interval:
             self._print()
@@ -101,6 +101,11 @@ class LineBar:
 
     def refresh(self):
         self._print()
+
+    def tick(self):
+        """A line if `interval` has passed since the last one, progress or not (a long compile)."""
+        if not self.closed and self.clock() - self._last_print >= self.interval:
+            self._print()
 
     def close(self):
         if not self.closed:
@@ -175,11 +180,11 @@ class QueueBar:
         self.queue.put((self.key, "desc", desc))
 
     def refresh(self):
-        self._send()
+        self._send(refresh=True)
 
-    def _send(self):
+    def _send(self, refresh: bool = False):
         self._sent = self.clock()
-        self.queue.put((self.key, "update", {"n": self.n, "postfix": dict(self.postfix)}))
+        self.queue.put((self.key, "update", {"n": self.n, "postfix": dict(self.postfix), "refresh": refresh}))
 
     def close(self):
         self._send()
@@ -194,6 +199,8 @@ def relay(queue, done, poll_s: float = 0.2, bars: dict | None = None) -> dict:
 
     bars = {} if bars is None else bars
     while True:
+        for bar in bars.values():  # plain lines keep coming while a worker compiles
+            getattr(bar, "tick", lambda: None)()
         try:
             key, event, payload = queue.get(timeout=poll_s)
         except queue_module.Empty:
@@ -211,6 +218,8 @@ def relay(queue, done, poll_s: float = 0.2, bars: dict | None = None) -> dict:
             bar = bars[key]
             bar.set_postfix(payload["postfix"], refresh=False)
             bar.update(payload["n"] - bar.n)
+            if payload.get("refresh"):
+                bar.refresh()
         elif event == "desc":
             bars[key].set_description(payload)
         elif event == "close":

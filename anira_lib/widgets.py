@@ -1,4 +1,5 @@
-"""Interactive views for JupyterLab. The computing is in pure functions (tested); widgets only wire them.
+"""Interactive views for JupyterLab: the allocation explorer and the savings view. The computing is in
+pure functions (`explorer`, `savings`; tested); widgets only wire them.
 
 Exceptions inside ipywidgets callbacks are swallowed, so each view keeps its last result in
 `view.state` and notebooks/tests assert on it after changing a control.
@@ -6,50 +7,9 @@ Exceptions inside ipywidgets callbacks are swallowed, so each view keeps its las
 
 from __future__ import annotations
 
+import html
 
-def token_depth_table(record: dict, decode) -> list[dict]:
-    """One evaluated example -> rows {position, token, depth, expected_depth, answer} (pure)."""
-    symbols = decode(record["tokens"])
-    answer = set(record["answer_positions"])
-    return [{"position": i, "token": s, "depth": record["exit_depths"][i],
-             "expected_depth": record["expected_depth"][i], "answer": i in answer}
-            for i, s in enumerate(symbols)]
-
-
-def token_depth_view(records_by_variant: dict[str, list[dict]], decode, max_depth: int):
-    """Slider over examples, dropdown over variants; shows per-token exit depths as bars."""
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    from .plots import plot_token_depths
-
-    variants = list(records_by_variant)
-    n = min(len(r) for r in records_by_variant.values())
-    if n == 0:
-        raise ValueError("token_depth_view needs at least one evaluated record per variant.")
-    pick = w.IntSlider(value=0, min=0, max=n - 1, description="example")
-    variant = w.Dropdown(options=variants, value=variants[0], description="model")
-    out = w.Output()
-    box = w.VBox([w.HBox([variant, pick]), out])
-    box.state = {}
-
-    def render(_=None):
-        rec = records_by_variant[variant.value][pick.value]
-        table = token_depth_table(rec, decode)
-        with out:
-            out.clear_output(wait=True)
-            ax = plot_token_depths([r["token"] for r in table], [r["depth"] for r in table], max_depth,
-                                   title=f"{variant.value} · knob {rec['knob']} · "
-                                         f"{'correct' if rec['correct'] else 'wrong'}")
-            display(ax.figure)
-            plt.close(ax.figure)
-        box.state.update(variant=variant.value, index=pick.value, table=table)
-
-    pick.observe(render, names="value")
-    variant.observe(render, names="value")
-    render()
-    return box
+import numpy as np
 
 
 def savings_view(rows: list[dict]):
@@ -88,4 +48,124 @@ def savings_view(rows: list[dict]):
 
     pick.observe(render, names="value")
     render()
+    return box
+
+
+ANSWER_FILTERS = {"all": None, "correct": True, "wrong": False}
+
+
+def explore(source, max_variants: int = 2):
+    """The allocation explorer over a run directory, one allocation dump, or {name: path} (any task).
+
+    Controls: variant(s), knob value, all / correct / wrong answers, example, token. Shows the
+    token strip of each chosen variant on the same example (coloured by exit depth, answer tokens
+    underlined), the selected token's q(d) for each, and each variant's per-knob depth histogram.
+    A dump it cannot read gives the reason in the widget (and `view.state['error']`)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from . import explorer as ex
+    from .plots import draw_depth_histogram
+
+    try:
+        data = ex.load_allocations(source)
+    except ex.DumpError as err:
+        box = w.VBox([w.HTML(f'<div class="anira-error" style="color:#b00020"><b>explorer:</b> '
+                             f'{html.escape(str(err))}</div>')])
+        box.state = {"error": str(err)}
+        return box
+    names = list(data)
+    first = data[names[0]]
+    D = ex.max_depth_of(first)
+    knobs = ex.knob_values(first)
+    histograms = {name: ex.depth_histogram(recs) for name, recs in data.items()}
+
+    variants = w.SelectMultiple(options=names, value=tuple(names[:max_variants]), description="variants",
+                                rows=min(len(names), 4))
+    knob = w.Dropdown(options=[(str(k), i) for i, k in enumerate(knobs)], value=0, description="knob")
+    answers = w.ToggleButtons(options=list(ANSWER_FILTERS), value="all", description="answers")
+    example = w.IntSlider(value=0, min=0, max=0, description="example", continuous_update=False)
+    token = w.IntSlider(value=0, min=0, max=0, description="token", continuous_update=False)
+    strips = w.HTML()
+    figure = w.Output()
+    box = w.VBox([w.HBox([variants, knob]), answers, w.HBox([example, token]), strips, figure])
+    box.add_class("anira-explorer")
+    box.state = {"error": None}
+
+    def chosen() -> list[str]:
+        return list(variants.value) or names[:1]
+
+    def pool() -> list[dict]:
+        return ex.select(data[chosen()[0]], knobs[knob.value], ANSWER_FILTERS[answers.value])
+
+    def draw(_=None):
+        if busy[0]:
+            return
+        records = pool()
+        if not records:
+            strips.value = (f'<div class="anira-strip-empty">no {answers.value} examples of {chosen()[0]} at knob '
+                            f'{knobs[knob.value]}; choose another filter or knob.</div>')
+            figure.clear_output()
+            box.state.update(index=None, example=None, strips={}, q={})
+            return
+        rec = records[min(example.value, len(records) - 1)]
+        pair = ex.same_example({n: data[n] for n in chosen()}, rec)
+        position = min(token.value, len(rec["tokens"]) - 1)
+        html_strips, q = {}, {}
+        for name, r in pair.items():
+            if r is None:
+                html_strips[name] = f"<div>{html.escape(name)}: this example is not in its dump.</div>"
+                continue
+            verdict = "correct" if r["correct"] else "wrong"
+            html_strips[name] = ex.strip_html(r, D, selected=position,
+                                              title=f"{name} · knob {r['knob']} · example {r['example']} · {verdict}")
+            q[name] = ex.exit_distribution(r, position)
+        strips.value = "".join(html_strips.values())
+        with figure:
+            figure.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 1 + len(q), figsize=(3.4 * (1 + len(q)), 2.6))
+            axes = np.atleast_1d(axes)
+            width = 0.8 / max(len(q), 1)
+            for i, (name, probs) in enumerate(q.items()):
+                axes[0].bar(np.arange(1, D + 1) + (i - (len(q) - 1) / 2) * width, probs, width, label=name)
+            axes[0].set(xlabel="depth d", ylabel="q(d)", title=f"token {position} '{rec['symbols'][position]}'",
+                        xticks=range(1, D + 1), ylim=(0, 1))
+            axes[0].legend(fontsize=7)
+            for ax, name in zip(axes[1:], q):
+                draw_depth_histogram(ax, histograms[name], name)
+            fig.tight_layout()
+            display(fig)
+            plt.close(fig)
+        box.state.update(index=example.value, example=rec["example"], knob=rec["knob"], position=position,
+                         strips=html_strips, q={n: v.tolist() for n, v in q.items()})
+
+    busy = [False]  # while controls are being reset, their own callbacks do not redraw
+
+    def reset(example_too: bool):
+        busy[0] = True
+        try:
+            records = pool()
+            if example_too:
+                example.max = max(len(records) - 1, 0)
+                example.value = min(example.value, example.max)
+            if records:  # a new example starts at its first answer token
+                rec = records[min(example.value, len(records) - 1)]
+                token.max = len(rec["tokens"]) - 1
+                token.value = rec["answer_positions"][0] if rec["answer_positions"] else 0
+        finally:
+            busy[0] = False
+        draw()
+
+    def reset_example(_=None):
+        reset(example_too=True)
+
+    def reset_token(_=None):
+        reset(example_too=False)
+
+    for control in (variants, knob, answers):
+        control.observe(reset_example, names="value")
+    example.observe(reset_token, names="value")
+    token.observe(draw, names="value")
+    reset_example()
     return box

@@ -49,8 +49,7 @@ from pathlib import Path
 from IPython.display import display
 
 from anira_lib.experiments import compare_deciders
-from anira_lib.io import read_jsonl
-from anira_lib.widgets import token_depth_view
+from anira_lib.widgets import explore
 
 settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, "length_tag": length_tag},
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
@@ -76,12 +75,14 @@ print("figure:", figure_path)
 
 # %% [markdown]
 # ## One example, token by token
-# Pick an example and a variant: bars are each token's exit depth (the answer is predicted at `<ans>`).
+# The allocation explorer (notebook 14 opens any run): pick a knob, right or wrong answers and an
+# example; each token is coloured by its exit depth (the answer is predicted at `<ans>`), and the
+# token slider shows q(d) for E and O on the same example.
 
 # %%
-records = {name: read_jsonl(Path(out_dir) / f"allocations_{decider}.jsonl")
-           for name, decider in {"ANIRA-E": "early", "ANIRA-O": "online"}.items()}
-view = token_depth_view(records, comparison.runs["ANIRA-E"].task.decode, max_depth)
+view = explore(out_dir)
 display(view)
-view.children[0].children[1].value = 1  # move the slider once: the callback must have re-rendered
-assert view.state["index"] == 1 and len(view.state["table"]) == len(records["ANIRA-E"][1]["tokens"])
+example = view.children[2].children[0]
+before = view.state["strips"]
+example.value = 1  # move the slider once: the callback must have redrawn the strip
+assert view.state["example"] == 1 and view.state["strips"] != before

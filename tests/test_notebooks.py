@@ -8,6 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from anira_lib.explorer import load_allocations
 from anira_lib.notebooks import NOTEBOOK_DIR, check_parameters, declared_parameters, load_notebook, run_notebook
 from anira_lib.prefix_parser import FEATURES
 
@@ -24,6 +25,7 @@ TINY = {
                     steps=10, batch_size=4, hidden_size=32, intermediate_size=64),
     "07_inference_savings": dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, max_depth=4,
                                  taus=[0.3, 0.7], prompt_len=8, new_tokens=6, batch_size=2),
+    "14_explorer": dict(run_dirs=[], steps=30, eval_per_knob=8),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
@@ -108,7 +110,12 @@ def _check_savings(run):
         assert r["kv_held_over_fixed"] >= r["kv_accounting"] - 1e-9 and r["bound"] >= 1
 
 
-CHECKS = {"01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+def _check_explorer(run):
+    data = load_allocations(run)
+    assert set(data) == {"ANIRA-E", "ANIRA-O"} and all(len(recs) == 3 * 8 for recs in data.values())
+
+
+CHECKS = {"14_explorer": _check_explorer, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 

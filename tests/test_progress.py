@@ -37,6 +37,13 @@ def test_line_bar_prints_at_start_every_interval_and_at_close():
 def test_remaining_time_leaves_out_the_time_before_the_first_step():
     clock, out = Clock(), io.StringIO()
     bar = LineBar(total=10, desc="d", interval=0.0, file=out, clock=clock)
+    clock.t = 30.0
+    bar.set_postfix(status="compiling")
+    bar.update(0)   # a refresh that is not a step
+    clock.t = 36.0
+    bar.tick()      # no step for 6 s: a line all the same
+    assert out.getvalue().splitlines()[-1] == "d  0/10   0% | status compiling | elapsed 0:36"
+    bar.set_postfix()
     clock.t = 60.0  # a minute of compiling
     bar.update()    # first step: the rate starts here
     clock.t = 61.0

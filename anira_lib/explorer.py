@@ -1,0 +1,196 @@
+"""The allocation explorer's computing (pure functions; `widgets.explore` only wires them).
+
+Input: allocation dumps, the JSONL files `evaluate_knobs(..., dump_path=...)` writes (one record per
+example; fields in `evaluate.run_examples`), of any task. A run directory of the notebooks holds one
+per variant, `allocations_<decider>.jsonl`; `load_allocations` reads a directory, one file or a
+{name: path} mapping into {variant: records}.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import DUMP_FORMAT
+from .tasks import TASKS
+
+FIELDS = ("dump_format", "task", "knob", "example", "tokens", "symbols", "correct", "answer_positions",
+          "exit_depths", "expected_depth", "exit_probs")
+DECIDER_NAMES = {"early": "ANIRA-E", "online": "ANIRA-O", "none": "fixed depth"}
+
+
+class DumpError(ValueError):
+    """An allocation dump the explorer cannot read; the message says why and what to do."""
+
+
+def _knob(value):
+    return tuple(value) if isinstance(value, list) else value  # CLRS knobs (algorithm, size) come back as lists
+
+
+def check_record(rec: dict, where: str) -> dict:
+    """One dump record, checked: raises DumpError naming the problem (older format, unknown task,
+    missing fields) and the fix."""
+    if not isinstance(rec, dict):
+        raise DumpError(f"{where} is not an allocation record (a JSON object per line).")
+    if "dump_format" not in rec:
+        raise DumpError(f"{where} is an allocation dump of an older format (1: no 'dump_format', 'task' or "
+                        f"'symbols' fields); this anira reads format {DUMP_FORMAT}. Rewrite it by evaluating the "
+                        "run again: evaluate_knobs(..., dump_path=...) or re-run its notebook (trained runs are "
+                        "resumed, not retrained).")
+    if rec["dump_format"] != DUMP_FORMAT:
+        raise DumpError(f"{where} has dump_format {rec['dump_format']!r}; this anira reads format {DUMP_FORMAT} "
+                        "(a newer dump needs a newer anira; an older one, re-evaluating the run).")
+    if rec.get("task") not in TASKS:
+        raise DumpError(f"{where} is a dump of unknown task {rec.get('task')!r}; the explorer knows "
+                        f"{sorted(TASKS)}.")
+    missing = [f for f in FIELDS if f not in rec]
+    if missing:
+        raise DumpError(f"{where} lacks the field(s) {missing} that the explorer needs; re-evaluate the run "
+                        "to rewrite its dump.")
+    return {**rec, "knob": _knob(rec["knob"])}
+
+
+def load_dump(path: str | Path) -> list[dict]:
+    """Records of one allocation dump (JSONL), each checked by `check_record`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DumpError(f"no allocation dump at {path}; notebooks write out_dir/allocations_<decider>.jsonl, "
+                        "evaluate_knobs writes one where dump_path says.")
+    records = []
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DumpError(f"{path}:{n} is not JSON ({err.msg}); the dump is damaged, re-evaluate the run.") from None
+            records.append(check_record(rec, f"{path}:{n}"))
+    if not records:
+        raise DumpError(f"{path} holds no records; re-evaluate the run to rewrite it.")
+    return records
+
+
+def variant_name(path: Path) -> str:
+    """allocations_early.jsonl -> 'ANIRA-E'; other names keep their stem."""
+    stem = path.stem.removeprefix("allocations_")
+    return DECIDER_NAMES.get(stem, stem)
+
+
+def load_allocations(source) -> dict[str, list[dict]]:
+    """{variant: records} from a run directory (its allocations_*.jsonl), one dump file, or a
+    {name: path} mapping. Every dump must be of the same task."""
+    if isinstance(source, dict):
+        paths = {name: Path(p) for name, p in source.items()}
+    else:
+        source = Path(source)
+        if source.is_dir():
+            found = sorted(source.glob("allocations_*.jsonl"))
+            if not found:
+                raise DumpError(f"{source} holds no allocations_*.jsonl; run its notebook (or evaluate_knobs with "
+                                "dump_path) first, or point at a run directory that has them.")
+            paths = {variant_name(p): p for p in found}
+        else:
+            paths = {variant_name(source): source}
+    data = {name: load_dump(p) for name, p in paths.items()}
+    tasks = {name: recs[0]["task"] for name, recs in data.items()}
+    if len(set(tasks.values())) > 1:
+        raise DumpError(f"these dumps are of different tasks ({tasks}); explore one task at a time.")
+    return data
+
+
+def find_runs(candidates) -> list[Path]:
+    """The candidates (run directories or dump files) that hold allocation dumps, in order."""
+    found = []
+    for c in map(Path, candidates):
+        if (c.is_dir() and any(c.glob("allocations_*.jsonl"))) or (c.is_file() and c.suffix == ".jsonl"):
+            found.append(c)
+    return found
+
+
+def max_depth_of(records: list[dict]) -> int:
+    """D: the length of a token's exit distribution q(d)."""
+    return len(records[0]["exit_probs"][0])
+
+
+def knob_values(records: list[dict]) -> list:
+    """The knob values present, sorted (None, for LANO's single setting, stays as it is)."""
+    return sorted({r["knob"] for r in records}, key=lambda k: (k is None, str(type(k)), k if k is not None else 0))
+
+
+def select(records: list[dict], knob=None, correct: bool | None = None) -> list[dict]:
+    """Records at `knob` (None: every knob), correct only (True), wrong only (False) or all (None)."""
+    return [r for r in records
+            if (knob is None or r["knob"] == knob) and (correct is None or r["correct"] == correct)]
+
+
+def same_example(records_by_variant: dict[str, list[dict]], record: dict) -> dict[str, dict | None]:
+    """The record of the same evaluation example (knob, example index) in every variant, or None."""
+    return {name: next((r for r in recs if r["knob"] == record["knob"] and r["example"] == record["example"]),
+                       None)
+            for name, recs in records_by_variant.items()}
+
+
+def token_strip(record: dict) -> pd.DataFrame:
+    """One row per token: position, symbol, exit depth, expected depth, answer (its logits predict a
+    supervised token)."""
+    answer = set(record["answer_positions"])
+    return pd.DataFrame({"position": range(len(record["tokens"])), "symbol": record["symbols"],
+                         "depth": record["exit_depths"], "expected_depth": record["expected_depth"],
+                         "answer": [i in answer for i in range(len(record["tokens"]))]})
+
+
+def exit_distribution(record: dict, position: int) -> np.ndarray:
+    """q(d) for d = 1..D at one token, shape (D,)."""
+    if not 0 <= position < len(record["tokens"]):
+        raise IndexError(f"position {position} is outside this example's {len(record['tokens'])} tokens.")
+    return np.asarray(record["exit_probs"][position], dtype=float)
+
+
+def depth_histogram(records: list[dict], answer_only: bool = True) -> pd.DataFrame:
+    """Share of (answer) tokens exiting at each depth, per knob: index knob, columns 1..D, rows sum to 1."""
+    D = max_depth_of(records)
+    counts: dict = {}
+    for r in records:
+        positions = r["answer_positions"] if answer_only else range(len(r["tokens"]))
+        row = counts.setdefault(r["knob"], np.zeros(D))
+        for p in positions:
+            row[r["exit_depths"][p] - 1] += 1
+    knobs = knob_values(records)
+    table = np.array([counts[k] for k in knobs])
+    shares = table / np.maximum(table.sum(1, keepdims=True), 1)
+    return pd.DataFrame(shares, index=pd.Index([str(k) for k in knobs], name="knob"),
+                        columns=pd.Index(range(1, D + 1), name="depth"))
+
+
+def depth_colour(depth: int, max_depth: int) -> str:
+    """Hex colour of an exit depth on the viridis scale (1: dark, D: bright)."""
+    from matplotlib import colormaps
+
+    frac = 0.0 if max_depth <= 1 else (depth - 1) / (max_depth - 1)
+    r, g, b, _ = colormaps["viridis"](frac)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def strip_html(record: dict, max_depth: int, selected: int | None = None, title: str = "") -> str:
+    """The token strip as HTML: one box per token coloured by exit depth, its depth below it, answer
+    tokens underlined in red, the selected token outlined. The outer div carries the example's id
+    (data-knob, data-example, data-selected) so a browser test can read what it shows."""
+    boxes = []
+    for row in token_strip(record).itertuples():
+        colour = depth_colour(row.depth, max_depth)
+        text = "#000" if row.depth > max_depth / 2 else "#fff"
+        border = "2px solid #e8112d" if row.position == selected else "2px solid transparent"
+        under = "border-bottom:3px solid #d62728;" if row.answer else ""
+        boxes.append(
+            f'<span class="anira-token" title="position {row.position}: depth {row.depth}, '
+            f'E[d] {row.expected_depth:.2f}" style="display:inline-block;text-align:center;margin:1px;'
+            f'padding:1px 3px;font-family:monospace;background:{colour};color:{text};outline:{border};{under}">'
+            f'{html.escape(str(row.symbol))}<br><small>{row.depth}</small></span>')
+    head = f'<div class="anira-strip-title"><b>{html.escape(title)}</b></div>' if title else ""
+    return (f'<div class="anira-strip" data-knob="{html.escape(str(record["knob"]))}" '
+            f'data-example="{record["example"]}" data-selected="{selected}">{head}{"".join(boxes)}</div>')
