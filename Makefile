@@ -38,12 +38,13 @@ bench: env
 clrs-eval: env
 	$(PY) -m anira_lib.tasks.clrs --split eval
 
-## notebooks: .ipynb copies of the jupytext sources, for JupyterLab (ignored by git)
+## notebooks: .ipynb copies paired with the jupytext sources (ignored by git; an edit to either is synced)
 notebooks: env
-	$(PY) -m jupytext --to ipynb notebooks/[0-9][0-9]_*.py
+	$(PY) -m jupytext --sync notebooks/[0-9][0-9]_*.py
 
-lab: env
-	$(PY) -m pip install -q -e ".[lab]" && $(PY) -m jupyter lab notebooks/
+## lab: JupyterLab on the notebooks folder, .ipynb copies paired (jupytext saves both files on every save)
+lab: notebooks
+	$(PY) -m jupyter lab notebooks/
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,6 +16,19 @@ def tiny_config(**kw) -> AniraConfig:
 def tiny_model(seed=0, **kw) -> AniraForCausalLM:
     torch.manual_seed(seed)
     return AniraForCausalLM(tiny_config(**kw))
+
+
+def write_dumps(run, task, knob_values, n_per_knob=6, max_depth=4):
+    """A run directory's allocation dumps (allocations_early/online.jsonl) from tiny untrained models:
+    what the explorer reads, without training anything."""
+    from anira_lib.evaluate import evaluate_knobs
+
+    for seed, decider in enumerate(("early", "online")):
+        model = tiny_model(seed=seed, vocab_size=task.vocab_size, decider=decider, max_depth=max_depth,
+                           max_position_embeddings=512).eval()
+        evaluate_knobs(model, task, knob_values, n_per_knob=n_per_knob, batch_size=4,
+                       dump_path=Path(run) / f"allocations_{decider}.jsonl", progress=False)
+    return Path(run)
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from anira_lib import explorer as ex
-from anira_lib.evaluate import DUMP_FORMAT, evaluate_knobs
+from anira_lib.evaluate import DUMP_FORMAT
 from anira_lib.tasks import get_task
 from anira_lib.widgets import explore
 
-from .conftest import tiny_model
+from .conftest import write_dumps
 
 D = 4
 TASK_SETTINGS = {  # name -> (task knobs, knob values evaluated)
@@ -34,14 +34,7 @@ def dumps(tmp_path_factory):
     for name, (knobs, values) in TASK_SETTINGS.items():
         if name == "clrs":
             knobs = {**knobs, "data_dir": str(root / "clrs_data")}
-        task = get_task(name, **knobs)
-        run = root / name
-        for seed, decider in enumerate(("early", "online")):
-            model = tiny_model(seed=seed, vocab_size=task.vocab_size, decider=decider, max_depth=D,
-                               max_position_embeddings=512).eval()
-            evaluate_knobs(model, task, values, n_per_knob=6, batch_size=4, dump_path=run / f"allocations_{decider}.jsonl",
-                           progress=False)
-        out[name] = run
+        out[name] = write_dumps(root / name, get_task(name, **knobs), values, max_depth=D)
     return out
 
 
