@@ -96,7 +96,7 @@ class LineBar:
         return line
 
     def _print(self):
-        self._last_print = self.clock()
+        self._last_print, self._printed = self.clock(), (self.n, dict(self.postfix))
         print(self.line(), file=self.file or sys.stdout, flush=True)
 
     def refresh(self):
@@ -110,7 +110,8 @@ class LineBar:
     def close(self):
         if not self.closed:
             self.closed = True
-            self._print()
+            if self._printed != (self.n, self.postfix):  # the last line already says it
+                self._print()
 
 
 class _Off:

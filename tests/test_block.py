@@ -19,16 +19,20 @@ REFERENCE = Path(__file__).parent / "data" / "pre_r_models"
 
 
 @pytest.mark.parametrize("decider", ["early", "online", "none"])
-def test_models_saved_before_the_generalisation_give_the_same_outputs_bit_for_bit(decider):
-    """tests/data/make_reference_models.py ran at commit aa3af82, before R and the adapter existed."""
+def test_models_saved_before_the_generalisation_give_the_same_outputs(decider):
+    """tests/data/make_reference_models.py ran at commit aa3af82, before R and the adapter existed.
+
+    Bit for bit on the machine that wrote the reference; another CPU's float kernels round
+    differently by about an ulp (3e-8 seen on an AVX-512 AMD EPYC, with the old code too), so
+    values get 1e-6 and exit depths must be equal."""
     ref = load_file(REFERENCE / "outputs.safetensors")
     model = AutoModelForCausalLM.from_pretrained(REFERENCE / decider).eval()
     assert model.config.recurrent_layers == 1 and not model.config.input_injection
     with torch.no_grad():
         out = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"], use_cache=False)
-    assert torch.equal(out.logits, ref[f"{decider}.logits"])
+    torch.testing.assert_close(out.logits, ref[f"{decider}.logits"], rtol=0, atol=1e-6)
     assert torch.equal(out.exit_depths, ref[f"{decider}.exit_depths"])
-    assert torch.equal(out.exit_probs, ref[f"{decider}.exit_probs"])
+    torch.testing.assert_close(out.exit_probs, ref[f"{decider}.exit_probs"], rtol=0, atol=1e-6)
 
 
 def record_layer_inputs(model):

@@ -82,6 +82,10 @@ def _check_lano(run):
         assert 0 <= s["generation_validity"] <= 1 and s["generations"] == 2
     with np.load(run / "lano_eval.npz") as f:
         assert f["windows"].shape == (4, 160) and f["expected_depth_ANIRA-O"].shape == (4, 160)
+        dumps = load_allocations(run)  # the same windows, for the explorer
+        assert set(dumps) == {"ANIRA-E", "ANIRA-O"}
+        assert [r["tokens"] for r in dumps["ANIRA-O"]] == f["windows"].tolist()
+        assert np.allclose([r["expected_depth"] for r in dumps["ANIRA-O"]], f["expected_depth_ANIRA-O"], atol=1e-3)
 
 
 def _check_table1(run):
