@@ -92,3 +92,24 @@ def decode_savings(model, taus, batch_size: int = 1, prompt_len: int = 32, new_t
                  "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": full["memory"]["held_over_fixed"],
                  "kv_accounting": full["memory"]["predicted_over_fixed"]})
     return rows
+
+
+@torch.no_grad()
+def cached_decoding_error(model, ids, new_tokens: int) -> dict:
+    """Greedy cached generation of `new_tokens` after ids (B, T) against the full forward (no cache) of
+    the (B, T + new_tokens) sequence it produced: the max |logit difference| over the generated steps,
+    the logits' scale, and whether the exit depths of every position the cache processed agree (the
+    share that differ). The cache contract says they agree exactly up to float rounding."""
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                         do_sample=False, return_dict_in_generate=True, output_logits=True)
+    seq = out.sequences
+    full = model(input_ids=seq, attention_mask=torch.ones_like(seq), use_cache=False)
+    T = ids.shape[1]
+    cached_logits = torch.stack(out.logits, dim=1).float()          # (B, new, V): predicted at T-1 .. end-2
+    full_logits = full.logits[:, T - 1:seq.shape[1] - 1].float()
+    cached_depths = out.past_key_values.exit_depths[:, :seq.shape[1] - 1]
+    full_depths = full.exit_depths[:, :seq.shape[1] - 1]
+    differ = (cached_depths != full_depths).float().mean().item()
+    return {"max_abs_logit_diff": (cached_logits - full_logits).abs().max().item(),
+            "logit_scale": full_logits.abs().max().item(), "depths_identical": differ == 0.0,
+            "share_of_depths_differing": differ}
