@@ -68,7 +68,8 @@ def build(kind, p, vocab, device):
 
 
 class Stepper:
-    """One model trained one way: `step(batch)` is the trainer's step (forward, backward, clip, AdamW);
+    """One model trained one way: `step(batch)` is the trainer's step (forward, backward, clip, AdamW;
+    returns the loss);
     `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step."""
 
     def __init__(self, kind, way, p, vocab, device, amp):
@@ -88,6 +89,7 @@ class Stepper:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.optimize()
+        return loss
 
     def optimize(self):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
