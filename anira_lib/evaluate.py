@@ -64,10 +64,12 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
 
 def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, batch_size: int = 256,
                    depth_rule=None, halt_threshold=None, dump_path: str | Path | None = None,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, dump_correct_only: bool = False) -> list[dict]:
     """Rows {knob, n, accuracy, mean_depth, mean_expected_depth}, one per knob value.
 
-    mean_depth is d̄ on answer tokens with the inference depth rule (§5.3)."""
+    mean_depth is d̄ on answer tokens with the inference depth rule (§5.3). dump_correct_only: the
+    dump keeps correctly answered examples only (the authors' --dump_compute_allocations_only_correct;
+    the rows still count every example)."""
     rows, dump = [], []
     for k in progress_bar(list(knobs), desc="evaluate", disable=not progress):
         recs = list(run_examples(model, task, task.eval_examples(k, n_per_knob, seed), batch_size,
@@ -78,7 +80,7 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
         rows.append({"knob": k, "n": len(recs), "accuracy": float(np.mean([r["correct"] for r in recs])),
                      "mean_depth": float(np.mean([r["answer_depth"] for r in recs])),
                      "mean_expected_depth": float(np.mean(ans_exp))})
-        dump.extend(recs)
+        dump.extend(r for r in recs if r["correct"] or not dump_correct_only)
     if dump_path is not None:
         atomic_write_jsonl(dump_path, dump)
     return rows
@@ -145,3 +147,24 @@ def generation_validity(model, prompt, check, n: int = 32, max_new_tokens: int =
         valid += ok
         sentences.append({"tokens": sent, "finished": finished, "valid": ok})
     return {"validity": valid / n, "n": n, "samples": sentences}
+
+
+def token_frame(records: list[dict], correct_only: bool = False):
+    """Allocation-dump records -> one pandas row per token: example, knob, position, symbol, role
+    ('answer' where the token's logits predict a supervised token, else 'question'), exit_depth,
+    expected_depth, correct (the example's verdict) and q_1 .. q_D (its exit distribution)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        if correct_only and not r["correct"]:
+            continue
+        answer = set(r["answer_positions"])
+        knob = tuple(r["knob"]) if isinstance(r["knob"], list) else r["knob"]
+        for i, (depth, exp_d, q) in enumerate(zip(r["exit_depths"], r["expected_depth"], r["exit_probs"])):
+            rows.append({"example": r.get("example"), "knob": knob, "position": i,
+                         "symbol": r["symbols"][i] if "symbols" in r else None,
+                         "role": "answer" if i in answer else "question", "exit_depth": depth,
+                         "expected_depth": exp_d, "correct": r["correct"],
+                         **{f"q_{d + 1}": p for d, p in enumerate(q)}})
+    return pd.DataFrame(rows)

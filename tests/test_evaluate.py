@@ -1,8 +1,9 @@
 """Evaluation rows and allocation dumps agree with a direct forward pass."""
 
+import numpy as np
 import torch
 
-from anira_lib.evaluate import evaluate_knobs
+from anira_lib.evaluate import evaluate_knobs, token_frame
 from anira_lib.io import read_jsonl
 from anira_lib.tasks import collate
 from anira_lib.tasks.mano import ManoTask
@@ -32,3 +33,22 @@ def test_rows_and_dump_match_direct_forward(tmp_path):
     pred = out.logits[0, ans_pos].argmax().item()
     assert rec["correct"] == (pred == ex.tokens[-1]) == task.check(ex, pred)
     assert torch.allclose(torch.tensor(rec["exit_probs"]).sum(-1), torch.ones(len(ex.tokens)), atol=1e-3)
+
+
+def test_correct_only_dump_and_token_frame(tmp_path):
+    task = ManoTask(max_ops=3, modulus=5)
+    model = tiny_model(vocab_size=task.vocab_size, decider="online", max_depth=4).eval()
+    rows = evaluate_knobs(model, task, [1, 2], n_per_knob=20, dump_path=tmp_path / "all.jsonl", progress=False)
+    evaluate_knobs(model, task, [1, 2], n_per_knob=20, dump_path=tmp_path / "right.jsonl", progress=False,
+                   dump_correct_only=True)
+    every, right = read_jsonl(tmp_path / "all.jsonl"), read_jsonl(tmp_path / "right.jsonl")
+    assert right == [r for r in every if r["correct"]]
+    assert len(right) == round(sum(r["accuracy"] * r["n"] for r in rows))
+    frame = token_frame(every)
+    assert len(frame) == sum(len(r["tokens"]) for r in every)
+    assert list(frame.columns) == ["example", "knob", "position", "symbol", "role", "exit_depth", "expected_depth",
+                                   "correct", "q_1", "q_2", "q_3", "q_4"]
+    assert (frame["role"] == "answer").sum() == len(every)  # MANO: one answer position (<ans>) per example
+    assert frame.loc[frame.role == "answer", "symbol"].eq("<ans>").all()
+    assert np.allclose(frame[["q_1", "q_2", "q_3", "q_4"]].sum(axis=1), 1.0, atol=1e-3)
+    assert len(token_frame(every, correct_only=True)) == sum(len(r["tokens"]) for r in right)
