@@ -147,3 +147,24 @@ def plot_depth_histograms(histograms: dict, path: str | Path | None = None, titl
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def plot_question_tokens(panels: dict, path: str | Path | None = None, title: str = ""):
+    """Fig. 6 style, one row per variant: compute per r_t on operator tokens (left) and per c_t in the
+    operator cell with the most compute (right). panels: {variant: (per_r, per_c)} from
+    `question_tokens.depth_by_cell`."""
+    fig, axes = plt.subplots(len(panels), 2, figsize=(7.5, 2.6 * len(panels)), squeeze=False)
+    for (ax_r, ax_c), (name, (per_r, per_c)) in zip(axes, panels.items()):
+        style = VARIANT_STYLE.get(name, {})
+        ax_r.bar(per_r["r"].astype(str), per_r["mean"], color=style.get("color", "tab:blue"))
+        ax_r.set(xlabel="r_t (0 = root operator)", ylabel="mean E[d], operator tokens", title=name)
+        ax_c.plot(per_c["c"], per_c["mean"], **style)
+        ax_c.set(xlabel="c_t (operators completed at the previous token)", ylabel="mean E[d]",
+                 title=f"{name}, operators with r_t = {int(per_c['r'].iloc[0])}")
+        ax_c.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

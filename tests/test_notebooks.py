@@ -26,6 +26,7 @@ TINY = {
     "07_inference_savings": dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, max_depth=4,
                                  taus=[0.3, 0.7], prompt_len=8, new_tokens=6, batch_size=2),
     "14_explorer": dict(run_dirs=[], steps=30, eval_per_knob=8),
+    "11_mano_question_tokens": dict(run_dir="no/such/run", steps=40, eval_per_knob=16),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
@@ -119,7 +120,18 @@ def _check_explorer(run):
     assert set(data) == {"ANIRA-E", "ANIRA-O"} and all(len(recs) == 3 * 8 for recs in data.values())
 
 
-CHECKS = {"14_explorer": _check_explorer, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+def _check_question_tokens(run):
+    import pandas as pd
+
+    fits = pd.read_csv(run / "question_token_fits.csv")
+    assert set(fits.variant) == {"ANIRA-E", "ANIRA-O"} and fits["r2"].between(0, 1).all()
+    for _, rows in fits.groupby("variant"):  # nested models: R² cannot fall as the model grows
+        r2 = rows.set_index("model")["r2"]
+        assert r2["type"] <= r2["type + r"] + 1e-9 <= r2["piecewise"] + 2e-9
+        assert (rows["n"] > 0).all() and rows.set_index("model")["parameters"]["type"] == 2
+
+
+CHECKS = {"14_explorer": _check_explorer, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 
