@@ -7,7 +7,7 @@ import random
 import pytest
 
 from anira_lib.tasks.brevo import ANSWER, BOS, EOS, QUERY, BrevoTask
-from anira_lib.tasks.brevo_features import answer_token_features
+from anira_lib.tasks.brevo_features import answer_token_features, answer_token_table
 
 COLUMNS = ["node", "N", "out_degree_dep", "out_degree_with_query", "in_degree", "remaining_subtree", "dfs_depth",
            "frontier", "newly_enabled", "distance_to_query"]
@@ -80,3 +80,28 @@ def test_sampled_examples_satisfy_the_definitions():
         assert (t["dfs_depth"] >= t["distance_to_query"]).all() and (t["distance_to_query"] >= 1).all()
         assert (t["newly_enabled"] <= t["out_degree_with_query"]).all() and t["newly_enabled"].iloc[-1] >= 1
         assert t["frontier"].iloc[-1] == 0  # the last answer node leaves nothing unvisited
+
+
+def test_answer_token_table_joins_dump_records_with_their_compute(tmp_path):
+    from anira_lib.explorer import load_allocations
+
+    from .conftest import write_dumps
+
+    task = BrevoTask(max_nodes=6)
+    recs = load_allocations(write_dumps(tmp_path / "run", task, [4, 6], n_per_knob=5))["ANIRA-O"]
+    # untrained models rarely answer right: give every record its canonical answer, marked correct
+    fixed = []
+    for r in recs:
+        q_end = r["tokens"].index(ANSWER) + 1
+        tokens = r["tokens"][:q_end] + task.canonical_answer(r["tokens"]) + [EOS]
+        assert tokens == r["tokens"]  # the dumped examples are the task's own, with their canonical answers
+        fixed.append({**r, "correct": True})
+    table = answer_token_table(fixed)
+    assert len(table) == sum(len(BrevoTask.parse(r["tokens"])[2]) for r in fixed)
+    r = fixed[0]
+    mine = table[(table.knob == r["knob"]) & (table.example == r["example"])]
+    assert mine["expected_depth"].tolist() == [r["expected_depth"][p - 1] for p in mine["position"]]
+    assert mine["exit_depth"].tolist() == [r["exit_depths"][p - 1] for p in mine["position"]]
+    assert (table["N"] == table["knob"]).all()
+    with pytest.raises(ValueError, match="no correctly answered"):
+        answer_token_table(recs and [{**x, "correct": False} for x in recs])

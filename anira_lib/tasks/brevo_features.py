@@ -114,3 +114,25 @@ def answer_token_features(tokens: list[int], expected_depth: list[float] | None 
     if len(rows) != len(answer):
         raise ValueError("the example's answer is not the canonical DFS post-order (extra answer tokens).")
     return pd.DataFrame(rows, columns=["position", "predicted_at", "node", *FEATURES])
+
+
+def answer_token_table(records: list[dict], correct_only: bool = True) -> pd.DataFrame:
+    """Features of every answer node in BREVO dump records, with the compute at the position that
+    predicts it: columns example, knob, position, predicted_at, node, FEATURES, expected_depth,
+    exit_depth. The paper's data: correct examples only (a wrong answer has no canonical DFS to
+    replay). The READ-style features of a node without dependencies are NaN."""
+    frames = []
+    for r in records:
+        if r.get("task") != "brevo":
+            raise ValueError(f"answer_token_table reads BREVO dumps; this record is of task {r.get('task')!r}.")
+        if correct_only and not r["correct"]:
+            continue
+        t = answer_token_features(r["tokens"], r["expected_depth"], n_nodes=r["knob"])
+        t.insert(0, "example", r["example"])
+        t.insert(1, "knob", r["knob"])
+        t["expected_depth"] = [r["expected_depth"][p] for p in t["predicted_at"]]
+        t["exit_depth"] = [r["exit_depths"][p] for p in t["predicted_at"]]
+        frames.append(t)
+    if not frames:
+        raise ValueError("no correctly answered BREVO examples in these records: train longer, or evaluate more.")
+    return pd.concat(frames, ignore_index=True)
