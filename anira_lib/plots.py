@@ -25,6 +25,13 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str = "",
                      train_max: int | None = None, path: str | Path | None = None):
     """Accuracy (top) and answer-token d̄ (bottom) per knob value, one line per variant (Fig. 2 style).
@@ -48,10 +55,7 @@ def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str
     ax_acc.legend(loc="lower left")
     if title:
         ax_acc.set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict[str, "np.ndarray"],
@@ -74,10 +78,7 @@ def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict
     axes[-1].set_xlabel("token position")
     if title:
         axes[0].set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: str | Path | None = None,
@@ -118,10 +119,7 @@ def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: 
     axes[0, 0].legend(fontsize=7, loc="lower left")
     if title:
         fig.suptitle(title + "  (grey bars: training sizes)", fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def draw_depth_histogram(ax, hist, title: str = ""):
@@ -164,7 +162,4 @@ def plot_question_tokens(panels: dict, path: str | Path | None = None, title: st
         ax_c.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)

@@ -152,12 +152,7 @@ class BrevoTask(TaskSampler):
     def is_valid(self, tokens: list[int], answer: list[int]) -> bool:
         """Reference validity: the right node set, every node after all of its dependencies."""
         parents, query, _ = self.parse(tokens)
-        ancestors, frontier = set(), [query]
-        while frontier:
-            for p in parents.get(frontier.pop(), []):
-                if p not in ancestors:
-                    ancestors.add(p)
-                    frontier.append(p)
+        ancestors = transitive_dependencies(parents, query)
         body = answer[:-1] if self.target == "reference" and answer and answer[-1] == query else answer
         if len(body) != len(ancestors) or set(body) != ancestors:
             return False
@@ -174,6 +169,17 @@ class BrevoTask(TaskSampler):
         if self.target == "dfs":
             return answer == self.canonical_answer(ex.tokens)
         return self.is_valid(ex.tokens, answer)
+
+
+def transitive_dependencies(parents: dict, node) -> set:
+    """Every node `node` depends on, directly or through others ({child: [parent, ...]} edges)."""
+    found, todo = set(), [node]
+    while todo:
+        for p in parents.get(todo.pop(), []):
+            if p not in found:
+                found.add(p)
+                todo.append(p)
+    return found
 
 
 def _accumulate(xs):

@@ -34,20 +34,10 @@ from collections import deque
 
 import pandas as pd
 
-from .brevo import QUERY, BrevoTask
+from .brevo import QUERY, BrevoTask, transitive_dependencies
 
 FEATURES = ("N", "out_degree_dep", "out_degree_with_query", "in_degree", "remaining_subtree", "dfs_depth",
             "frontier", "newly_enabled", "distance_to_query", "avg_pred_exp_depth", "max_pred_exp_depth")
-
-
-def _ancestors(parents: dict, q) -> set:
-    seen, todo = set(), [q]
-    while todo:
-        for p in parents.get(todo.pop(), []):
-            if p not in seen:
-                seen.add(p)
-                todo.append(p)
-    return seen
 
 
 def _distances(parents: dict, q) -> dict:
@@ -74,7 +64,7 @@ def answer_token_features(tokens: list[int], expected_depth: list[float] | None 
     for c, ps in parents.items():
         for p in ps:
             dependents.setdefault(p, []).append(c)
-    ancestors = _ancestors(parents, q)
+    ancestors = transitive_dependencies(parents, q)
     dist = _distances(parents, q)
     start = tokens.index(QUERY) + 3  # QUERY q ANSWER a1 ...: a1's position
     position = {node: start + j for j, node in enumerate(answer)}
