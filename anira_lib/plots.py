@@ -163,3 +163,23 @@ def plot_question_tokens(panels: dict, path: str | Path | None = None, title: st
     if title:
         fig.suptitle(title)
     return _finish(fig, path)
+
+
+def plot_delta_r2(comparison, path: str | Path | None = None, title: str = ""):
+    """ΔR² per feature, ours beside the paper's, one panel per variant (a frame from
+    `answer_regression.compare_with_paper`, several variants concatenated)."""
+    variants = list(dict.fromkeys(comparison["variant"]))
+    fig, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 3.2), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        rows = comparison[(comparison["variant"] == variant) & ~comparison["feature"].str.startswith(("R²", "Intercept"))]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], rows["delta_r2"].fillna(0) * 100, 0.4, label="ours",
+               color=VARIANT_STYLE.get(variant, {}).get("color", "tab:blue"))
+        ax.bar([i + 0.2 for i in x], rows["paper_delta_r2"].fillna(0) * 100, 0.4, label="paper", color="tab:gray")
+        ax.set_xticks(list(x))
+        ax.set_xticklabels(rows["feature"], rotation=45, ha="right", fontsize=7)
+        ax.set(ylabel="ΔR² (%)", title=variant)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)

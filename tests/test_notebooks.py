@@ -27,6 +27,7 @@ TINY = {
                                  taus=[0.3, 0.7], prompt_len=8, new_tokens=6, batch_size=2),
     "14_explorer": dict(run_dirs=[], steps=30, eval_per_knob=8),
     "11_mano_question_tokens": dict(run_dir="no/such/run", steps=40, eval_per_knob=16),
+    "12_brevo_answer_regression": dict(run_dir="no/such/run", steps=40, eval_per_knob=16, correct_only=False),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
@@ -131,7 +132,18 @@ def _check_question_tokens(run):
         assert (rows["n"] > 0).all() and rows.set_index("model")["parameters"]["type"] == 2
 
 
-CHECKS = {"14_explorer": _check_explorer, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+def _check_answer_regression(run):
+    import pandas as pd
+
+    table = pd.read_csv(run / "regression_vs_paper.csv")
+    assert set(table.variant) == {"ANIRA-E", "ANIRA-O"}
+    for variant, rows in table.groupby("variant"):
+        r2 = rows.set_index("feature")["delta_r2"]
+        assert 0 <= r2["R² (linear)"] <= 1 and rows.set_index("feature")["paper_delta_r2"]["R² (linear)"] > 0.68
+        assert {"N", "out_degree_dep", "frontier", "newly_enabled"} <= set(rows.feature)  # the paper's rows
+
+
+CHECKS = {"14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 
