@@ -42,20 +42,13 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class LineBar:
-    """A tqdm-like bar printing one self-contained line at most every `interval` seconds.
+class _Bar:
+    """What every bar here shares: iterate (update per item, close at the end), count, keep a postfix.
+    Subclasses draw (LineBar), send (QueueBar) or do nothing (mode 'off')."""
 
-    A line reads `desc  n/total  pct | key value ... | elapsed m:ss, remaining m:ss`; the remaining
-    time comes from the rate since the first update (a compile before it does not count)."""
-
-    def __init__(self, iterable=None, total=None, desc="", initial=0, interval=LINE_INTERVAL_S,
-                 file=None, clock=time.monotonic):
-        self.iterable, self.desc, self.n, self.interval = iterable, desc, initial, interval
+    def __init__(self, iterable=None, total=None, initial=0):
+        self.iterable, self.n, self.postfix = iterable, initial, {}
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.file, self.clock, self.postfix, self.closed = file, clock, {}, False
-        self.start_t, self._first = clock(), None  # _first: (time, n) of the first update
-        self._last_print = None
-        self._print()
 
     def __iter__(self):
         for item in self.iterable:
@@ -68,16 +61,40 @@ class LineBar:
 
     def update(self, n: int = 1):
         self.n += n
-        if self._first is None and n > 0:  # the rate counts from the end of the first step
-            self._first = (self.clock(), self.n)
-        if self.clock() - self._last_print >= self.interval:
-            self._print()
 
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
         self.postfix = {**(ordered_dict or {}), **kwargs}
 
     def set_description(self, desc, refresh=True):
         self.desc = desc
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class LineBar(_Bar):
+    """A tqdm-like bar printing one self-contained line at most every `interval` seconds.
+
+    A line reads `desc  n/total  pct | key value ... | elapsed m:ss, remaining m:ss`; the remaining
+    time comes from the rate since the first update (a compile before it does not count)."""
+
+    def __init__(self, iterable=None, total=None, desc="", initial=0, interval=LINE_INTERVAL_S,
+                 file=None, clock=time.monotonic):
+        super().__init__(iterable, total, initial)
+        self.desc, self.interval, self.file, self.clock, self.closed = desc, interval, file, clock, False
+        self.start_t, self._first = clock(), None  # _first: (time, n) of the first update
+        self._last_print = None
+        self._print()
+
+    def update(self, n: int = 1):
+        self.n += n
+        if self._first is None and n > 0:  # the rate counts from the end of the first step
+            self._first = (self.clock(), self.n)
+        if self.clock() - self._last_print >= self.interval:
+            self._print()
 
     def line(self) -> str:
         now = self.clock()
@@ -114,68 +131,31 @@ class LineBar:
                 self._print()
 
 
-class _Off:
-    """The bar of mode 'off' (and of disable=True): iterates, records, prints nothing."""
-
-    def __init__(self, iterable=None, total=None, initial=0, **_):
-        self.iterable, self.total, self.n, self.postfix = iterable, total, initial, {}
-
-    def __iter__(self):
-        for item in self.iterable:
-            yield item
-            self.n += 1
-
-    def update(self, n=1):
-        self.n += n
-
-    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
-        self.postfix = {**(ordered_dict or {}), **kwargs}
-
-    def set_description(self, desc, refresh=True):
-        pass
-
-    def refresh(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def progress_bar(iterable=None, *, total=None, desc="", initial=0, disable=False, position=None,
                  interval=LINE_INTERVAL_S):
     """A progress bar in the form `progress_mode()` names (see the module docstring)."""
     mode = progress_mode()
     if disable or mode == "off":
-        return _Off(iterable, total=total, initial=initial)
+        return _Bar(iterable, total=total, initial=initial)
     if mode == "lines":
         return LineBar(iterable, total=total, desc=desc, initial=initial, interval=interval)
     return tqdm(iterable, total=total, desc=desc, initial=initial, position=position, dynamic_ncols=True)
 
 
-class QueueBar:
+class QueueBar(_Bar):
     """A worker process's bar: sends its state (throttled to `interval` s) to the parent through
     `queue` as (key, event, payload) tuples; `relay` in the parent draws it."""
 
     def __init__(self, queue, key, iterable=None, total=None, desc="", initial=0, interval=0.5,
                  clock=time.monotonic):
-        self.queue, self.key, self.iterable, self.n = queue, key, iterable, initial
-        self.total = total if total is not None else len(iterable)
-        self.interval, self.clock, self.postfix, self._sent = interval, clock, {}, clock()
+        super().__init__(iterable, total, initial)
+        self.queue, self.key, self.interval, self.clock, self._sent = queue, key, interval, clock, clock()
         self.queue.put((key, "start", {"total": self.total, "desc": desc, "initial": initial}))
-
-    def __iter__(self):
-        for item in self.iterable:
-            yield item
-            self.update()
-        self.close()
 
     def update(self, n: int = 1):
         self.n += n
         if self.clock() - self._sent >= self.interval:
             self._send()
-
-    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
-        self.postfix = {**(ordered_dict or {}), **kwargs}
 
     def set_description(self, desc, refresh=True):
         self.queue.put((self.key, "desc", desc))

@@ -17,7 +17,6 @@ import warnings
 import pandas as pd
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
-from .evaluate import token_frame
 from .tasks.mano_parse import question_parse_state
 
 MODELS = {"type": "Q('{y}') ~ C(type)",
@@ -26,24 +25,22 @@ MODELS = {"type": "Q('{y}') ~ C(type)",
 
 
 def question_token_table(records: list[dict], correct_only: bool = True) -> pd.DataFrame:
-    """One row per question token of MANO dump records: example, knob, position, symbol, type, s, r,
-    c, cell ('operator r=2', ...), exit_depth, expected_depth."""
-    tokens = token_frame(records, correct_only=correct_only)
-    if tokens.empty:
+    """One row per question token of MANO dump records: example, knob, symbol, type, s, r, c,
+    position, exit_depth, expected_depth (the compute at the token's own position), cell."""
+    other = {r.get("task") for r in records} - {"mano"}
+    if other:
+        raise ValueError(f"question_token_table reads MANO dumps; these records are of task(s) {sorted(map(str, other))}.")
+    chosen = [r for r in records if r["correct"] or not correct_only]
+    if not chosen:
         raise ValueError("no examples to analyse" + (" (none answered correctly: train longer, or pass "
                                                      "correct_only=False)" if correct_only else "") + ".")
-    if records and records[0].get("task") != "mano":
-        raise ValueError(f"question_token_table reads MANO dumps; this one is of task {records[0].get('task')!r}.")
-    parse = []
-    for r in records:
-        if correct_only and not r["correct"]:
-            continue
+    rows = []
+    for r in chosen:
         for row in question_parse_state(r["symbols"]):
-            parse.append({"example": r["example"], "knob": r["knob"], **row})
-    parse = pd.DataFrame(parse).drop(columns=["index"])
-    parse["knob"] = parse["knob"].map(lambda k: tuple(k) if isinstance(k, list) else k)
-    table = parse.merge(tokens[["example", "knob", "position", "exit_depth", "expected_depth"]],
-                        on=["example", "knob", "position"], how="left", validate="one_to_one")
+            del row["index"]
+            rows.append({"example": r["example"], "knob": r["knob"], **row, "exit_depth": r["exit_depths"][row["position"]],
+                         "expected_depth": r["expected_depth"][row["position"]]})
+    table = pd.DataFrame(rows)
     table["cell"] = table["type"] + " r=" + table["r"].astype(str)
     return table
 
