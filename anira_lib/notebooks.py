@@ -111,7 +111,9 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
 
     Training and evaluation inside print plain progress lines (ANIRA_PROGRESS=lines), kept in the
     executed copy. progress=True also shows papermill's cell bar and streams the kernel's stdout
-    (those lines, the printed tables) to this terminal as it comes, or to `stream` if given."""
+    (those lines, the printed tables) to this terminal as it comes, or to `stream` if given.
+    timeout: seconds a cell may run; past it the kernel is interrupted, so the failed copy's traceback
+    shows where the cell was."""
     import nbformat
     import papermill as pm
 
@@ -133,7 +135,7 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
         with _kernel_progress_mode("lines"):
             pm.execute_notebook(str(source_ipynb), str(tmp), parameters=parameters, kernel_name="python3",
                                 cwd=str(cwd or Path.cwd()), progress_bar=progress, execution_timeout=timeout,
-                                stdout_file=echo)
+                                interrupt_on_timeout=timeout is not None, stdout_file=echo)
         tmp.replace(out)
         failed.unlink(missing_ok=True)
     except Exception as err:  # keep the executed copy: its failing cell holds the traceback

@@ -172,27 +172,37 @@ class QueueBar(_Bar):
         self.queue.put((self.key, "close", None))
 
 
-def relay(queue, done, poll_s: float = 0.2, bars: dict | None = None) -> dict:
+def relay(queue, done, poll_s: float = 0.2, bars: dict | None = None, events: dict | None = None) -> dict:
     """Draw the bars workers send through `queue` until `done()` is true and the queue is empty.
+    done() is asked at least every `poll_s` seconds, however busy the queue; once it is true, what is
+    queued already is drawn and relay returns.
 
-    One `progress_bar` per key, created on its 'start' event. Returns the bars (for tests)."""
+    One `progress_bar` per key, created on its 'start' event. Events that draw nothing (a worker's
+    'result' or 'error') are kept in `events[key] = (event, payload)`. Returns the bars (for tests)."""
     import queue as queue_module
 
     bars = {} if bars is None else bars
+    finishing, checked = False, time.monotonic()
     while True:
         for bar in bars.values():  # plain lines keep coming while a worker compiles
             getattr(bar, "tick", lambda: None)()
+        if not finishing and time.monotonic() - checked >= poll_s:  # busy workers must not hide done()
+            finishing, checked = done(), time.monotonic()
         try:
-            key, event, payload = queue.get(timeout=poll_s)
+            key, event, payload = queue.get_nowait() if finishing else queue.get(timeout=poll_s)
         except queue_module.Empty:
-            if done():
+            if finishing or done():
                 return bars
+            checked = time.monotonic()
             continue
-        except (EOFError, OSError):  # the manager went away: nothing more will come
+        except (EOFError, OSError):  # the queue went away: nothing more will come
             return bars
         if event == "start":
             bars[key] = progress_bar(total=payload["total"], desc=payload["desc"], initial=payload["initial"],
                                      position=len(bars))
+        elif event not in ("update", "desc", "close"):
+            if events is not None:
+                events[key] = (event, payload)
         elif key not in bars:
             continue
         elif event == "update":

@@ -363,9 +363,17 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
     return TrainResult(model=model, task=task, metrics=metrics, out_dir=out_dir)
 
 
-def _train_worker(cfg_dict: dict, threads: int, resume, progress_queue=None) -> str:
+def _train_worker(key: str, cfg_dict: dict, threads: int, resume, queue) -> None:
+    """One run of `train_parallel` in a spawned process: its bar and its outcome go through `queue`."""
     torch.set_num_threads(threads)
-    return str(train(TrainConfig.from_dict(cfg_dict), resume=resume, progress_queue=progress_queue).out_dir)
+    try:
+        out = train(TrainConfig.from_dict(cfg_dict), resume=resume, progress_queue=queue).out_dir
+    except BaseException as err:  # the parent re-raises it with the worker's traceback
+        import traceback
+
+        queue.put((key, "error", (f"{type(err).__name__}: {err}", traceback.format_exc())))
+        raise SystemExit(1) from None
+    queue.put((key, "result", str(out)))
 
 
 def load_run(cfg: TrainConfig) -> TrainResult:
@@ -384,15 +392,19 @@ def load_run(cfg: TrainConfig) -> TrainResult:
     return TrainResult(model=model, task=task, metrics=read_jsonl(out_dir / "metrics.jsonl"), out_dir=out_dir)
 
 
+WORKER_EXIT_GRACE_S = 120.0  # a worker that has reported its result but not exited by then is ended
+
+
 def train_parallel(configs: list[TrainConfig], processes: int | None = None,
                    resume: bool | str = False) -> list[TrainResult]:
     """Train several runs at once, one process each (spawned, CPU threads split between them).
 
     Small models gain little from a second thread per step but a lot from a second process, so
     on a CPU this trains e.g. ANIRA-E and ANIRA-O together in about the time of one. On a GPU, or
-    with processes=1, runs go one after another in this process."""
+    with processes=1, runs go one after another in this process. Workers send their bars and their
+    outcome through one queue; a worker that dies without one (killed, out of memory) is an error
+    naming its run, and an interrupt here ends the workers."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     cpus = os.cpu_count() or 1
     processes = processes or min(len(configs), cpus)
@@ -400,12 +412,44 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
         return [train(c, resume=resume) for c in configs]
     threads = max(1, cpus // processes)
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(processes, mp_context=ctx) as pool:
-        queue = manager.Queue()  # a manager's queue: a put has arrived when it returns
-        futures = [pool.submit(_train_worker, c.to_dict(), threads, resume, queue) for c in configs]
-        relay(queue, done=lambda: all(f.done() for f in futures))
-        for fut in futures:
-            fut.result()  # re-raises a worker's error here
+    queue = ctx.Queue()
+    waiting = [(f"run{i}", c) for i, c in enumerate(configs)]
+    running, bars, events, reported_at = {}, {}, {}, {}
+
+    def someone_ended() -> bool:  # a worker exited, or reported and outstayed its grace period
+        now = time.monotonic()
+        for key in running:
+            if key in events:
+                reported_at.setdefault(key, now)
+        return any(not p.is_alive() or now - reported_at.get(k, now) > WORKER_EXIT_GRACE_S
+                   for k, p in running.items())
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < processes:
+                key, cfg = waiting.pop(0)
+                proc = ctx.Process(target=_train_worker, args=(key, cfg.to_dict(), threads, resume, queue),
+                                   name=f"anira-train-{cfg.decider}")
+                proc.start()
+                running[key] = proc
+            relay(queue, done=someone_ended, bars=bars, events=events, poll_s=0.5)
+            now = time.monotonic()
+            for key, proc in list(running.items()):
+                if proc.is_alive() and now - reported_at.get(key, now) > WORKER_EXIT_GRACE_S:
+                    proc.kill()  # reported, then stuck on its way out: what it trained is saved already
+                    proc.join()
+                if not proc.is_alive():
+                    proc.join()
+                    del running[key]
+    finally:
+        for proc in running.values():  # an error or an interrupt here: no orphan keeps training
+            proc.terminate()
+            proc.join()
+    for key, cfg in zip((f"run{i}" for i in range(len(configs))), configs):
+        event, payload = events.get(key, ("error", None))
+        if event != "result":
+            message, trace = payload or ("the worker process ended without a result (killed? out of memory?)", "")
+            raise RuntimeError(f"training {cfg.out_dir} failed in its worker process: {message}\n{trace}")
     return [load_run(c) for c in configs]
 
 

@@ -35,6 +35,20 @@ KNOBS = {"01_mano": [1, 2, 3], "02_brevo": [3, 4, 5], "03_depo": [1, 2, 3]}
 PROGRESS = {"01_mano": "mano", "02_brevo": "brevo", "03_depo": "depo"}  # notebook -> task name in its bars
 
 
+CELL_TIMEOUT_S = 300  # tiny cells take seconds; the slowest whole notebook takes about a minute
+
+
+def failing_cell_traceback(path: Path) -> str:
+    """The error outputs of an executed notebook (ANSI colours removed), or why there are none."""
+    import re
+
+    if not path.is_file():
+        return f"(no executed copy at {path})"
+    cells = json.loads(path.read_text())["cells"]
+    errors = ["\n".join(o["traceback"]) for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors)) or "(no error output in the executed copy)"
+
+
 def test_every_notebook_has_tiny_parameters():
     names = {p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")}
     assert names == set(TINY), "add tiny parameters for each notebook to TINY"
@@ -53,7 +67,12 @@ def test_notebook_runs_with_tiny_parameters(name, tmp_path):
     if name == "05_clrs":
         params["data_dir"] = str(tmp_path / "data")
     terminal = io.StringIO()
-    executed = run_notebook(name, params, output_dir=tmp_path / "executed", cwd=Path.cwd(), stream=terminal)
+    try:  # a cell stuck for CELL_TIMEOUT_S is interrupted: the failure shows where it was, not a hung suite
+        executed = run_notebook(name, params, output_dir=tmp_path / "executed", cwd=Path.cwd(), stream=terminal,
+                                timeout=CELL_TIMEOUT_S)
+    except RuntimeError:
+        print(terminal.getvalue()[-4000:], failing_cell_traceback(tmp_path / "executed" / f"{name}.failed.ipynb"))
+        raise
     nb = json.loads(executed.read_text())
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
@@ -156,3 +175,19 @@ def test_unknown_or_mistyped_notebook_parameter_is_an_error():
         check_parameters({"steps": "many"}, declared, "01_mano")
     with pytest.raises(FileNotFoundError, match="available"):
         run_notebook("99_nothing")
+
+
+@pytest.mark.slow
+def test_a_cell_past_its_timeout_is_interrupted_and_leaves_no_worker(tmp_path):
+    """The failed copy's traceback shows where the stuck cell was (here: the parent waiting on its training
+    workers), and no worker trains on after the interrupt."""
+    from anira_lib.run_dir import lock_run_dir
+
+    params = {**TINY["01_mano"], "steps": 100_000, "out_dir": str(tmp_path / "run"),
+              "figure_dir": str(tmp_path / "figures")}
+    with pytest.raises(RuntimeError, match="notebook 01_mano failed; the executed copy with the traceback is"):
+        run_notebook("01_mano", params, output_dir=tmp_path / "executed", timeout=20)
+    trace = failing_cell_traceback(tmp_path / "executed" / "01_mano.failed.ipynb")
+    assert "KeyboardInterrupt" in trace and "train_parallel" in trace
+    for decider in ("early", "online"):  # no worker still holds its run directory
+        lock_run_dir(tmp_path / "run" / decider).release()

@@ -3,6 +3,7 @@
 import io
 import queue
 import threading
+import time
 
 import pytest
 
@@ -98,3 +99,26 @@ def test_worker_bars_reach_the_parent_one_bar_per_run(monkeypatch, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert "train early  7/7 100% | loss 0.14" in [ln.split(" | elapsed")[0] for ln in printed]
     assert "train online  5/5 100% | loss 0.20" in [ln.split(" | elapsed")[0] for ln in printed]
+
+
+def test_relay_asks_done_even_while_the_queue_never_goes_quiet(monkeypatch):
+    """A worker that keeps sending must not hide that another one ended (train_parallel then starts the
+    next run): relay returns soon after done() turns true, having drawn what was queued."""
+    monkeypatch.setenv("ANIRA_PROGRESS", "off")
+    q, stop = queue.Queue(), threading.Event()
+
+    def chatty():
+        bar = QueueBar(q, "busy", total=10**9, interval=0.0)
+        while not stop.is_set():
+            bar.update()
+            time.sleep(0.001)
+
+    t = threading.Thread(target=chatty)
+    t.start()
+    t0 = time.monotonic()
+    try:
+        bars = relay(q, done=lambda: time.monotonic() - t0 > 0.3, poll_s=0.05)
+    finally:
+        stop.set()
+        t.join()
+    assert time.monotonic() - t0 < 5 and bars["busy"].n > 0

@@ -114,6 +114,54 @@ def test_train_parallel_matches_sequential(tmp_path):
     assert [m["loss"] for m in results[1].metrics] == [m["loss"] for m in ref.metrics]
 
 
+def test_train_parallel_names_the_run_a_worker_failed_on(tmp_path):
+    """A worker's error comes back with its message and traceback; the other run still finishes."""
+    from anira_lib.run_dir import lock_run_dir
+    from anira_lib.train import train_parallel
+
+    cfgs = [TrainConfig.from_dict({**TINY, "steps": 2, "decider": d, "out_dir": str(tmp_path / d)})
+            for d in ("early", "online")]
+    held = lock_run_dir(tmp_path / "online")  # this process holds the second run's directory
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)training .*online failed in its worker process: RunDirError: "
+                                               r".*is being written by another training.*Traceback"):
+            train_parallel(cfgs, processes=2)
+    finally:
+        held.release()
+    assert (tmp_path / "early" / "model").is_dir()
+
+
+def test_an_interrupt_of_train_parallel_ends_its_workers(tmp_path, monkeypatch):
+    """Ctrl-C (or a notebook's timeout) in the parent while workers train: none of them trains on."""
+    import anira_lib.train as train_module
+    from anira_lib.run_dir import lock_run_dir
+
+    real_relay = train_module.relay
+
+    def interrupted_relay(queue, done, bars=None, **kw):  # once both workers have started their bars
+        real_relay(queue, done=lambda: len(bars) == 2, bars=bars, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "relay", interrupted_relay)
+    cfgs = [TrainConfig.from_dict({**TINY, "steps": 100_000, "progress": True, "decider": d,
+                                   "out_dir": str(tmp_path / d)}) for d in ("early", "online")]
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train_parallel(cfgs, processes=2)
+    for d in ("early", "online"):  # nobody holds the run directories any more
+        lock_run_dir(tmp_path / d).release()
+
+
+def test_train_parallel_reports_a_killed_worker(tmp_path, monkeypatch):
+    from anira_lib.train import train_parallel
+
+    monkeypatch.setenv("ANIRA_FAULT_AT", "3")  # spawned workers inherit it: SIGKILL at their third fault point
+    cfgs = [TrainConfig.from_dict({**TINY, "steps": 4, "decider": d, "out_dir": str(tmp_path / d)})
+            for d in ("early", "online")]
+    with pytest.raises(RuntimeError, match=r"training .*early failed in its worker process: the worker process "
+                                           r"ended without a result \(killed\? out of memory\?\)"):
+        train_parallel(cfgs, processes=2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("decider", ["early", "online"])
 def test_compiled_run_resumes_exactly(tmp_path, decider):
