@@ -18,14 +18,32 @@ from .run_config import TrainConfig
 from .train import TrainResult, train_parallel
 
 VARIANTS = {"ANIRA-E": "early", "ANIRA-O": "online"}
+# Fig. 9's baselines as variants: TrainConfig overrides of the same settings (non-recurrent: P + D + C untied layers)
+BASELINES = {"fixed-depth": {"decider": "none"}, "non-recurrent": {"decider": "none", "recurrent": False}}
+EXTRAPOLATION_VARIANTS = {**VARIANTS, **BASELINES}
+
+
+def variant_overrides(spec: str | dict) -> dict:
+    """A variant's TrainConfig overrides: a decider name ('early', 'online', 'none') or a dict."""
+    return {"decider": spec} if isinstance(spec, str) else dict(spec)
+
+
+def variant_dir(name: str, spec: str | dict) -> str:
+    """The run directory (and dump suffix) of a variant: its decider for E and O, else its name."""
+    return spec if isinstance(spec, str) else name.lower().replace(" ", "-")
 
 
 @dataclass
 class Comparison:
+    """What `compare_deciders` returns. frame: one row per seed × variant × knob (the table to keep);
+    results: {variant: rows} over seeds (mean; with several seeds also <value>_min / _max / _sd);
+    runs: {variant: run} of the first seed, runs_by_seed: {seed: {variant: run}}."""
     runs: dict[str, TrainResult]
     results: dict[str, list[dict]]
     summary: dict
     figure: Path | None
+    frame: "pd.DataFrame | None" = None
+    runs_by_seed: dict | None = None
 
     def table(self) -> str:
         """Accuracy and d̄ per knob value, one column pair per variant."""
@@ -42,38 +60,58 @@ class Comparison:
 
 
 def train_variants(settings: dict, out_dir: str | Path, processes: int = 2,
-                   variants: dict[str, str] = VARIANTS) -> dict[str, TrainResult]:
-    """Train one run per variant (TrainConfig fields in `settings`) into `out_dir/<decider>/`; a run
-    already there (finished or killed) is resumed, so a notebook that dies loses no more than the
-    steps since its last checkpoint."""
-    configs = [TrainConfig.from_dict({**settings, "decider": d, "out_dir": str(Path(out_dir) / d)})
-               for d in variants.values()]
+                   variants: dict[str, str | dict] = VARIANTS) -> dict[str, TrainResult]:
+    """Train one run per variant (TrainConfig fields in `settings`, then the variant's overrides) into
+    `out_dir/<variant_dir>/`; a run already there (finished or killed) is resumed, so a notebook that
+    dies loses no more than the steps since its last checkpoint."""
+    configs = [TrainConfig.from_dict({**settings, **variant_overrides(spec),
+                                      "out_dir": str(Path(out_dir) / variant_dir(name, spec))})
+               for name, spec in variants.items()]
     return dict(zip(variants, train_parallel(configs, processes=processes, resume="auto")))
 
 
 def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: int = 500,
                      knob_label: str = "knob", title: str = "", figure_path: str | Path | None = None,
                      processes: int = 2, train_max: int | None = None,
-                     variants: dict[str, str] = VARIANTS) -> Comparison:
+                     variants: dict[str, str | dict] = VARIANTS, seeds: list[int] | None = None) -> Comparison:
     """Train each variant with `settings` (TrainConfig fields) and compare them per knob value.
 
-    Writes `out_dir/<decider>/` runs, `out_dir/allocations_<decider>.jsonl`, `out_dir/results.json`
-    and the figure."""
+    variants: {name: decider or TrainConfig overrides}, e.g. EXTRAPOLATION_VARIANTS for Fig. 9.
+    seeds: train every variant once per seed (None: settings' seed). Writes `out_dir/<variant_dir>/`
+    runs (`out_dir/seed_<s>/...` with seeds), `allocations_<variant_dir>.jsonl` beside them,
+    `out_dir/results.json`, `out_dir/results.csv` (the frame) and the figure (mean, min–max band)."""
+    import pandas as pd
+
+    from .results import rows_frame, seed_spread, write_frame
+
     out_dir = Path(out_dir)
-    runs = train_variants(settings, out_dir, processes, variants)
-    results = {name: evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob,
-                                    dump_path=out_dir / f"allocations_{variants[name]}.jsonl")
-               for name, run in runs.items()}
+    by_seed, frames = {}, []
+    for seed in (seeds if seeds is not None else [settings.get("seed", 0)]):
+        base = out_dir / f"seed_{seed}" if seeds is not None else out_dir
+        runs = train_variants({**settings, "seed": seed}, base, processes, variants)
+        by_seed[seed] = runs
+        for name, run in runs.items():
+            rows = evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob,
+                                  dump_path=base / f"allocations_{variant_dir(name, variants[name])}.jsonl")
+            frames.append(rows_frame(rows, variant=name, seed=seed))
+    frame = pd.concat(frames, ignore_index=True)
+    stats = ("accuracy", "mean_depth", "mean_expected_depth")
+    spread = seed_spread(frame, ["variant", "knob"], values=stats)
+    spread["n"] = frame.groupby(["variant", "knob"], sort=False)["n"].first().to_numpy()  # examples per seed
+    several = len(by_seed) > 1
+    cols = ["knob", "n", *stats] + ([f"{v}_{s}" for v in stats for s in ("min", "max", "sd")] + ["seeds"]) * several
+    results = {name: spread[spread["variant"] == name][cols].to_dict("records") for name in variants}
     summary = {name: {"rows": rows, "spearman_depth_vs_knob": depth_trend(rows),
                       "min_accuracy": min(r["accuracy"] for r in rows),
                       "mean_depth": sum(r["mean_depth"] for r in rows) / len(rows)}
                for name, rows in results.items()}
     atomic_write_json(out_dir / "results.json", summary)
+    write_frame(frame, out_dir / "results.csv")
     figure = None
     if figure_path is not None:
         figure = Path(figure_path)
         plot_knob_curves(results, knob_label, title=title, train_max=train_max, path=figure)
-    return Comparison(runs, results, summary, figure)
+    return Comparison(by_seed[next(iter(by_seed))], results, summary, figure, frame, by_seed)
 
 
 def run_decider(run: TrainResult, name: str) -> str:

@@ -36,13 +36,18 @@ def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str
                      train_max: int | None = None, path: str | Path | None = None):
     """Accuracy (top) and answer-token d̄ (bottom) per knob value, one line per variant (Fig. 2 style).
 
-    results: {"ANIRA-E": rows, ...}, rows with keys knob, accuracy, mean_depth."""
+    results: {"ANIRA-E": rows, ...}, rows with keys knob, accuracy, mean_depth (and, over several seeds,
+    accuracy_min / _max and mean_depth_min / _max: drawn as a band). train_max: L_train, marked."""
     fig, (ax_acc, ax_d) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True)
     for name, rows in results.items():
         style = VARIANT_STYLE.get(name, {})
         knobs = [r["knob"] for r in rows]
         ax_acc.plot(knobs, [100 * r["accuracy"] for r in rows], label=name, **style)
         ax_d.plot(knobs, [r["mean_depth"] for r in rows], label=name, **style)
+        if rows and "accuracy_min" in rows[0]:  # several seeds: their min–max around the mean
+            for ax, key, scale in ((ax_acc, "accuracy", 100), (ax_d, "mean_depth", 1)):
+                ax.fill_between(knobs, [scale * r[f"{key}_min"] for r in rows], [scale * r[f"{key}_max"] for r in rows],
+                                color=style.get("color"), alpha=0.15, lw=0)
     for ax in (ax_acc, ax_d):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

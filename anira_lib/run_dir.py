@@ -43,11 +43,12 @@ class RunLock:
             self.fd = None
 
 
-def lock_run_dir(out_dir: str | os.PathLike) -> RunLock:
-    """Lock `out_dir` (created if missing) for this process, or raise RunDirError naming the holder."""
+def lock_run_dir(out_dir: str | os.PathLike, name: str = LOCK_NAME, writer: str = "training") -> RunLock:
+    """Lock `out_dir` (created if missing) for this process, or raise RunDirError naming the holder.
+    name: the lock file (another name: a lock for another writer, e.g. a checkpoint evaluation)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(out_dir / name, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -58,7 +59,7 @@ def lock_run_dir(out_dir: str | os.PathLike) -> RunLock:
             holder = f"pid {info['pid']} on {info['host']}, since {info['since']}"
         except (ValueError, KeyError, TypeError):
             pass
-        raise RunDirError(f"{out_dir} is being written by another training ({holder}); wait for it to finish, "
+        raise RunDirError(f"{out_dir} is being written by another {writer} ({holder}); wait for it to finish, "
                           "or choose another out_dir.") from None
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),

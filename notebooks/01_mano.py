@@ -75,6 +75,7 @@ comparison = compare_deciders(settings, range(1, max_ops + 1), out_dir, eval_per
 for name, run in comparison.runs.items():
     last = run.metrics[-1]
     print(f"{name}: final train loss {last['loss']:.3f}, {last['elapsed_s']:.0f}s of training")
+display(comparison.frame)  # one row per variant × knob (also results.csv)
 print(comparison.table())
 print("figure:", figure_path)
 

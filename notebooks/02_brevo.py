@@ -50,6 +50,8 @@ figure_dir = "figures"
 # %%
 from pathlib import Path
 
+from IPython.display import display
+
 from anira_lib.experiments import compare_deciders
 
 settings = dict(task="brevo", task_args={"max_nodes": max_nodes}, max_depth=max_depth, hidden_size=hidden_size,
@@ -62,5 +64,6 @@ figure_path = Path(figure_dir) / "fig2_right_brevo.png"
 comparison = compare_deciders(settings, range(3, max_nodes + 1), out_dir, eval_per_knob=eval_per_knob,
                               knob_label="number of nodes n", figure_path=figure_path,
                               title=f"BREVO (N={max_nodes}, D={max_depth})", processes=processes)
+display(comparison.frame)  # one row per variant × knob (also results.csv)
 print(comparison.table())
 print("figure:", figure_path)

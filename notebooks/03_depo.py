@@ -53,6 +53,8 @@ figure_dir = "figures"
 # %%
 from pathlib import Path
 
+from IPython.display import display
+
 from anira_lib.experiments import compare_deciders
 
 settings = dict(task="depo", task_args={"max_nodes": max_nodes, "max_k": max_k, "queries": queries},
@@ -66,5 +68,6 @@ figure_path = Path(figure_dir) / "fig8_depo.png"
 comparison = compare_deciders(settings, range(1, max_k + 1), out_dir, eval_per_knob=eval_per_knob,
                               knob_label="hops k", figure_path=figure_path,
                               title=f"DEPO (N={max_nodes}, K={max_k}, D={max_depth})", processes=processes)
+display(comparison.frame)  # one row per variant × knob (also results.csv)
 print(comparison.table())
 print("figure:", figure_path)

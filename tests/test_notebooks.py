@@ -94,6 +94,10 @@ def _check_knob_results(run):
     for rows in summary.values():
         assert [r["knob"] for r in rows["rows"]] in KNOBS.values()
         assert all(1 <= r["mean_depth"] <= 6 and 0 <= r["accuracy"] <= 1 for r in rows["rows"])
+    import pandas as pd
+
+    frame = pd.read_csv(run / "results.csv")  # the tidy table: one row per seed × variant × knob
+    assert list(frame.columns[:3]) == ["variant", "seed", "knob"] and len(frame) == 2 * len(rows["rows"])
 
 
 def _check_lano(run):

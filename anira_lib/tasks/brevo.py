@@ -48,6 +48,11 @@ class BrevoTask(TaskSampler):
     bos_id, eos_id = BOS, EOS  # class attributes, not dataclass fields
 
     @property
+    def train_knobs(self) -> list[int]:
+        """The knob values training draws (what an evaluation covers by default)."""
+        return list(range(3, self.max_nodes + 1))
+
+    @property
     def vocab_size(self) -> int:
         return FIRST_NAME + self.max_nodes
 

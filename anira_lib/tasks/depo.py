@@ -52,6 +52,11 @@ class DepoTask(TaskSampler):
     bos_id, eos_id = BOS, EOS  # class attributes, not dataclass fields
 
     @property
+    def train_knobs(self) -> list[int]:
+        """The knob values training draws (what an evaluation covers by default)."""
+        return list(range(1, self.max_k + 1))
+
+    @property
     def vocab_size(self) -> int:
         return self.first_name + self.max_nodes
 

@@ -76,6 +76,11 @@ class ManoTask(TaskSampler):
     def tag_ids(self, ell): base = 13 + self.modulus + 2 * (ell - 1); return (base, base + 1)
 
     @property
+    def train_knobs(self) -> list[int]:
+        """The knob values training draws (what an evaluation covers by default)."""
+        return list(range(1, self.max_ops + 1))
+
+    @property
     def vocab_size(self) -> int:
         return 13 + self.modulus + 2 * MAX_ELL + int(self.end_token)
 

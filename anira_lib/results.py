@@ -1,0 +1,52 @@
+"""Result tables as tidy pandas DataFrames: one row per run × variant × knob (× step, τ or seed).
+
+`rows_frame` turns `evaluate_knobs` rows into a frame with constant columns added; `write_frame`
+saves one atomically as CSV beside the JSON; `seed_spread` gives the mean and the min–max of a value
+over seeds, what the figures draw when a comparison has several seeds.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_text
+
+
+def rows_frame(rows: list[dict], **columns) -> pd.DataFrame:
+    """`rows` (dicts) as a frame, with each of `columns` (e.g. variant="ANIRA-E", seed=0) in front."""
+    frame = pd.DataFrame(rows)
+    for i, (name, value) in enumerate(columns.items()):
+        frame.insert(i, name, [value] * len(frame))
+    return frame
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write `frame` as CSV at `path` atomically (a reader never sees half a table)."""
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """A frame written by `write_frame` (an empty frame if the file is missing or empty)."""
+    path = Path(path)
+    if not path.is_file() or not path.stat().st_size:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def seed_spread(frame: pd.DataFrame, by: list[str], values=("accuracy", "mean_depth")) -> pd.DataFrame:
+    """Per group of `by` (e.g. variant, knob): mean, min, max and s.d. of each value over seeds, and
+    the number of seeds (`seeds`). Columns `<value>`, `<value>_min`, `<value>_max`, `<value>_sd`."""
+    grouped = frame.groupby(by, sort=False)
+    out = grouped.size().rename("seeds").to_frame()
+    for v in values:
+        out[v] = grouped[v].mean()
+        out[f"{v}_min"] = grouped[v].min()
+        out[f"{v}_max"] = grouped[v].max()
+        out[f"{v}_sd"] = grouped[v].std(ddof=0)
+    return out.reset_index()

@@ -1,0 +1,92 @@
+"""Checkpoint evaluation: equals evaluating each snapshot by hand, resumes after a kill without
+re-evaluating or duplicating a step, and names what is wrong with a run it cannot evaluate."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from anira_lib.checkpoint_eval import CheckpointError, evaluate_checkpoints, kept_checkpoints
+from anira_lib.evaluate import evaluate_knobs
+from anira_lib.model import AniraForCausalLM
+from anira_lib.run_config import TrainConfig
+from anira_lib.tasks import get_task
+from anira_lib.train import train
+
+TINY = dict(task="mano", task_args={"max_ops": 2, "modulus": 5}, hidden_size=32, intermediate_size=64, max_depth=3,
+            batch_size=8, steps=6, checkpoint_every=2, log_every=1, warmup_steps=2, progress=False,
+            keep_checkpoints=True)
+EVAL = dict(knobs=[1, 2], n_per_knob=6, seed=7, progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig.from_dict({**TINY, "decider": "online", "out_dir": str(out)}))
+    return out
+
+
+def test_every_kept_checkpoint_equals_evaluating_it_by_hand(run, tmp_path):
+    frame = evaluate_checkpoints(run, out_path=tmp_path / "eval.csv", **EVAL)
+    assert [s for s, _ in kept_checkpoints(run)] == [2, 4, 6]
+    assert list(frame.columns[:3]) == ["run", "decider", "step"] and set(frame["decider"]) == {"online"}
+    task = get_task("mano", seed=0, max_ops=2, modulus=5)
+    for step, path in kept_checkpoints(run):
+        model = AniraForCausalLM.from_pretrained(path).eval()
+        by_hand = pd.DataFrame(evaluate_knobs(model, task, [1, 2], n_per_knob=6, seed=7, progress=False))
+        mine = frame[frame["step"] == step][by_hand.columns].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, by_hand)
+
+
+def test_a_killed_evaluation_resumes_without_repeating_a_step(run, tmp_path, monkeypatch):
+    out = tmp_path / "eval.csv"
+    code = ("from anira_lib.checkpoint_eval import evaluate_checkpoints as e; "
+            f"e({str(run)!r}, out_path={str(out)!r}, knobs=[1, 2], n_per_knob=6, seed=7, progress=False)")
+    # fault points 1, 2: the first step's rows written and renamed; 3: the second's written, killed before rename
+    env = {**os.environ, "ANIRA_FAULT_AT": "3"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert sorted(set(pd.read_csv(out)["step"])) == [2]
+
+    import anira_lib.checkpoint_eval as ce
+
+    calls = []
+    monkeypatch.setattr(ce, "evaluate_knobs", lambda model, *a, **kw: calls.append(1) or evaluate_knobs(model, *a, **kw))
+    resumed = evaluate_checkpoints(run, out_path=out, **EVAL)
+    assert len(calls) == 2  # steps 4 and 6 only
+    assert list(resumed.groupby("step").size()) == [2, 2, 2]  # one row per step × knob, none twice
+    fresh = evaluate_checkpoints(run, out_path=tmp_path / "fresh.csv", **EVAL)
+    pd.testing.assert_frame_equal(resumed, fresh)
+    assert not list(tmp_path.glob(".*.tmp"))  # the killed write left no half-written file
+
+
+def test_runs_it_cannot_evaluate_are_named(run, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        evaluate_checkpoints(tmp_path / "nowhere", **EVAL)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a training run"):
+        evaluate_checkpoints(tmp_path / "empty", **EVAL)
+    with pytest.raises(CheckpointError, match=r"holds checkpoints of task 'mano', not 'brevo'"):
+        evaluate_checkpoints(run, task="brevo", out_path=tmp_path / "x.csv", **EVAL)
+    plain = tmp_path / "plain"
+    train(TrainConfig.from_dict({**TINY, "steps": 2, "keep_checkpoints": False, "out_dir": str(plain)}))
+    with pytest.raises(CheckpointError, match="no kept checkpoints.*keep_checkpoints=true"):
+        evaluate_checkpoints(plain, **EVAL)
+    evaluate_checkpoints(run, out_path=tmp_path / "e.csv", **EVAL)
+    with pytest.raises(CheckpointError, match="evaluated with n_per_knob=6, not 9"):
+        evaluate_checkpoints(run, out_path=tmp_path / "e.csv", **{**EVAL, "n_per_knob": 9})
+    with pytest.raises(CheckpointError, match=r"covers knobs \[1, 2\], not \[1\]"):
+        evaluate_checkpoints(run, out_path=tmp_path / "e.csv", **{**EVAL, "knobs": [1]})
+
+
+def test_command_line(run, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "anira_lib.evaluate", "--checkpoints", str(run), "--knobs", "1", "2",
+                           "--n-per-knob", "4", "--task", "mano"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3 checkpoints" in proc.stdout and (run / "checkpoint_eval.csv").is_file()
+    bad = subprocess.run([sys.executable, "-m", "anira_lib.evaluate", "--checkpoints", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and bad.stderr.strip().startswith("anira evaluate: error:")
+    assert "not a training run" in bad.stderr and "Traceback" not in bad.stderr
