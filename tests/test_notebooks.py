@@ -26,6 +26,11 @@ TINY = {
     "07_inference_savings": dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, max_depth=4,
                                  taus=[0.3, 0.7], prompt_len=8, new_tokens=6, batch_size=2),
     "14_explorer": dict(run_dirs=[], steps=30, eval_per_knob=8),
+    "09_mano_extrapolation": dict(train_max=2, eval_max=4, hidden_size=32, intermediate_size=64, steps=10, processes=1,
+                                  batch_size=16, seeds=[0, 1], eval_per_knob=4),
+    "10_pareto": dict(run_dirs={"brevo": "no/such/run", "mano": "no/such/run"}, steps={"brevo": 10, "mano": 20},
+                      taus=[0.3, 0.7], eval_per_knob=4, decode_rounds=1),
+    "08_training_dynamics": dict(mano_steps=20, brevo_steps=10, checkpoint_every=5, eval_per_knob=4),
     "11_mano_question_tokens": dict(run_dir="no/such/run", steps=40, eval_per_knob=16),
     "12_brevo_answer_regression": dict(run_dir="no/such/run", steps=40, eval_per_knob=16, correct_only=False),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
@@ -144,6 +149,48 @@ def _check_explorer(run):
     assert set(data) == {"ANIRA-E", "ANIRA-O"} and all(len(recs) == 3 * 8 for recs in data.values())
 
 
+def _check_dynamics(run):
+    import pandas as pd
+
+    frames = {p.parent.parent.name + " " + p.parent.name: pd.read_csv(p) for p in run.glob("*/*/checkpoint_eval.csv")}
+    assert set(frames) == {"mano early", "mano online", "brevo early", "brevo online"}
+    for name, f in frames.items():  # every kept checkpoint × every training knob, once
+        steps = [5, 10, 15, 20] if name.startswith("mano") else [5, 10]
+        knobs = [1, 2, 3, 4] if name.startswith("mano") else [3, 4, 5, 6]
+        assert sorted(set(f["step"])) == steps and sorted(set(f["knob"])) == knobs and len(f) == len(steps) * len(knobs)
+        assert f["accuracy"].between(0, 1).all() and f["mean_depth"].between(1, 6).all()
+    phases = pd.read_csv(run / "phases.csv")
+    assert len(phases) == 4 and (phases["depth_at_peak"] >= phases["depth_at_end"]).all()
+    first = pd.read_csv(run / "first_steps.csv")
+    assert len(first) == 16 and first["first_step"].dropna().isin([5, 10, 15, 20]).all()
+
+
+def _check_extrapolation(run):
+    import pandas as pd
+
+    frame = pd.read_csv(run / "results.csv")
+    models = ["ANIRA-E", "ANIRA-O", "fixed-depth", "non-recurrent"]
+    assert list(dict.fromkeys(frame["variant"])) == models and sorted(set(frame["seed"])) == [0, 1]
+    assert len(frame) == 2 * 4 * 4 and sorted(set(frame["knob"])) == [1, 2, 3, 4]
+    fixed = frame[frame["variant"].isin(models[2:])]
+    assert (fixed["mean_depth"] == 4).all()  # the baselines run every layer
+    summary = json.loads((run / "results.json").read_text())
+    assert "accuracy_min" in summary["ANIRA-O"]["rows"][0] and summary["ANIRA-O"]["rows"][0]["seeds"] == 2
+
+
+def _check_pareto(run):
+    import pandas as pd
+
+    frame = pd.read_csv(run / "pareto.csv")
+    for task, f in frame.groupby("task"):
+        assert list(f["setting"]) == ["mode", "median", "mean", "τ=0.3", "τ=0.7"], task
+        assert f["accuracy"].between(0, 1).all() and f["mean_depth"].between(1, 6).all()
+        sweep = f[f["rule"] == "threshold"]
+        assert sweep["mean_depth"].is_monotonic_increasing  # a higher τ never stops earlier
+        assert sweep["decode_speedup"].notna().all() and sweep["kv_held_over_full"].between(0, 1.0001).all()
+    assert set(frame["task"]) == {"brevo", "mano"}
+
+
 def _check_question_tokens(run):
     import pandas as pd
 
@@ -166,7 +213,7 @@ def _check_answer_regression(run):
         assert {"N", "out_degree_dep", "frontier", "newly_enabled"} <= set(rows.feature)  # the paper's rows
 
 
-CHECKS = {"14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+CHECKS = {"09_mano_extrapolation": _check_extrapolation, "10_pareto": _check_pareto, "08_training_dynamics": _check_dynamics, "14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 

@@ -76,6 +76,11 @@ class ManoTask(TaskSampler):
     def tag_ids(self, ell): base = 13 + self.modulus + 2 * (ell - 1); return (base, base + 1)
 
     @property
+    def max_knob(self) -> int:
+        """The largest ℓ the sampler can draw (evaluation may go past the training L up to here)."""
+        return MAX_ELL
+
+    @property
     def train_knobs(self) -> list[int]:
         """The knob values training draws (what an evaluation covers by default)."""
         return list(range(1, self.max_ops + 1))

@@ -1,0 +1,89 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 10 · ANIRA-O's accuracy–compute frontier
+#
+# Paper §6.4 (Fig. 10): one trained ANIRA-O, evaluated with the mode, median and mean rules and with
+# the threshold rule at each τ (stop at the first iteration whose halting CDF reaches τ). The paper
+# finds the three rules close together on the frontier, and τ trading accuracy for compute smoothly.
+# Every answer is scored by the task's checker. Beyond the paper: each setting's decode speed and KV
+# memory through the allocation-aware cache, as ratios to full depth measured in the same rounds.
+#
+# By default it reads the ANIRA-O runs of `02_brevo` and `01_mano` (`run_dirs`); a task whose run is
+# missing gets a small one trained here.
+
+# %% tags=["parameters"]
+run_dirs = {"brevo": "runs/02_brevo/online", "mano": "runs/01_mano/online"}
+steps = {"brevo": 1500, "mano": 3000}   # the small runs trained where a run is missing
+taus = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+eval_per_knob = 200
+decode_rounds = 5
+out_dir = "runs/10_pareto"
+figure_dir = "figures"
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display
+
+from anira_lib.experiments import train_variants
+from anira_lib.pareto import pareto_sweep, plot_pareto
+from anira_lib.results import write_frame
+from anira_lib.run_config import TrainConfig
+from anira_lib.train import load_run
+
+small = {"mano": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, max_depth=4, kl_beta=0.01, lr=2e-3,
+                      batch_size=64),
+         "brevo": dict(task="brevo", task_args={"max_nodes": 6}, max_depth=6, lr=1e-3, batch_size=32)}
+runs = {}
+for task, path in run_dirs.items():
+    if (Path(path) / "model").is_dir():
+        runs[task] = load_run(TrainConfig.load(Path(path) / "train_config.yaml"))
+    else:
+        print(f"{path}: no finished run; training a small ANIRA-O for {task}")
+        runs[task] = train_variants({**small[task], "steps": steps[task], "hidden_size": 64, "intermediate_size": 256},
+                                    Path(out_dir) / task, processes=1, variants={"ANIRA-O": "online"})["ANIRA-O"]
+    assert runs[task].task.name == task, f"{path} is a {runs[task].task.name} run, not {task}"
+
+# %%
+frames = []
+for task, run in runs.items():
+    frame = pareto_sweep(run.model, run.task, run.task.train_knobs, taus=taus, n_per_knob=eval_per_knob,
+                         decode_rounds=decode_rounds)
+    frame.insert(0, "task", task)
+    frames.append(frame)
+frame = pd.concat(frames, ignore_index=True)
+write_frame(frame, Path(out_dir) / "pareto.csv")
+display(frame.round(3))
+
+# %% [markdown]
+# ## The frontier (Fig. 10)
+
+# %%
+for task in runs:
+    figure_path = Path(figure_dir) / f"fig10_pareto_{task}.png"
+    plot_pareto(frame[frame["task"] == task], figure_path, title=f"ANIRA-O on {task.upper()}: accuracy vs d̄")
+    print("figure:", figure_path)
+
+# %% [markdown]
+# ## Do the three rules differ little?
+# The spread of accuracy and d̄ across mode / median / mean, per task.
+
+# %%
+rules = frame[frame["rule"] != "threshold"]
+display(rules.groupby("task")[["accuracy", "mean_depth"]].agg(lambda v: v.max() - v.min()).rename(
+    columns={"accuracy": "accuracy range", "mean_depth": "d̄ range"}).round(3))
