@@ -41,6 +41,8 @@ batch_size = 64
 lr = 2e-3
 warmup_steps = 100
 seed = 0
+checkpoint_every = 0      # steps between checkpoints (0: a quarter of the run)
+keep_checkpoints = False  # keep a model snapshot per checkpoint (notebook 08 evaluates them)
 eval_per_knob = 500      # evaluation examples per ℓ
 device = "auto"
 compile_training = True  # torch.compile the training step: ~1 min of compiling, then ~1.7x the steps/s (CPU)
@@ -60,7 +62,8 @@ settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, 
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
                 num_attention_heads=num_attention_heads, kl_beta=kl_beta, prior_lambda=prior_lambda,
                 steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed, device=device,
-                compile=compile_training, checkpoint_every=max(steps // 4, 1))
+                compile=compile_training, checkpoint_every=checkpoint_every or max(steps // 4, 1),
+                keep_checkpoints=keep_checkpoints)
 figure_path = Path(figure_dir) / "fig2_left_mano.png"
 
 # %% [markdown]

@@ -40,6 +40,8 @@ batch_size = 64
 lr = 1e-3                # Table 5
 warmup_steps = 100
 seed = 0
+checkpoint_every = 0      # steps between checkpoints (0: a quarter of the run)
+keep_checkpoints = False  # keep a model snapshot per checkpoint (notebook 08 evaluates them)
 eval_per_knob = 200
 device = "auto"
 compile_training = False  # torch.compile the training step (see 01_mano; measured in the README)
@@ -57,7 +59,8 @@ from anira_lib.experiments import compare_deciders
 settings = dict(task="brevo", task_args={"max_nodes": max_nodes}, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
                 prior_lambda=prior_lambda, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                seed=seed, device=device, compile=compile_training, checkpoint_every=max(steps // 4, 1))
+                seed=seed, device=device, compile=compile_training, checkpoint_every=checkpoint_every or max(steps // 4, 1),
+                keep_checkpoints=keep_checkpoints)
 figure_path = Path(figure_dir) / "fig2_right_brevo.png"
 
 # %%

@@ -242,3 +242,15 @@ def test_a_cell_past_its_timeout_is_interrupted_and_leaves_no_worker(tmp_path):
     assert "KeyboardInterrupt" in trace and "train_parallel" in trace
     for decider in ("early", "online"):  # no worker still holds its run directory
         lock_run_dir(tmp_path / "run" / decider).release()
+
+
+def test_paper_parameter_files_name_only_their_notebooks_parameters():
+    """configs/notebooks/<notebook>_paper.yaml: every key a parameter of that notebook, of its type."""
+    import yaml
+
+    files = sorted((NOTEBOOK_DIR.parent / "configs" / "notebooks").glob("*_paper.yaml"))
+    assert {f.stem.removesuffix("_paper") for f in files} >= {"01_mano", "02_brevo", "08_training_dynamics",
+                                                             "09_mano_extrapolation", "10_pareto"}
+    for f in files:
+        nb = NOTEBOOK_DIR / f"{f.stem.removesuffix('_paper')}.py"
+        check_parameters(yaml.safe_load(f.read_text()), declared_parameters(load_notebook(nb)), nb.stem)
