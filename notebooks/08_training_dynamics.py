@@ -27,7 +27,7 @@
 run_dirs = []              # existing runs with kept checkpoints; empty: train the four below
 mano_steps = 3000          # CPU default (the paper: Table 5)
 brevo_steps = 1500
-checkpoint_every = 150
+checkpoint_every = 250
 eval_per_knob = 100        # evaluation examples per knob value and checkpoint
 level = 0.9                # "reached": accuracy at least this
 seed = 0
@@ -74,7 +74,7 @@ print("figure:", figure_path)
 
 # %%
 first = result["first_steps"]
-display(first.pivot_table(index="knob", columns="run", values="first_step"))
+display(first.pivot(index="knob", columns="run", values="first_step"))
 print(first.groupby("run")["spearman"].first().round(2).to_string())
 
 # %% [markdown]

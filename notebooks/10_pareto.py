@@ -40,24 +40,24 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from anira_lib.experiments import train_variants
 from anira_lib.pareto import pareto_sweep, plot_pareto
 from anira_lib.results import write_frame
 from anira_lib.run_config import TrainConfig
-from anira_lib.train import load_run
+from anira_lib.train import load_run, train_parallel
 
 small = {"mano": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, max_depth=4, kl_beta=0.01, lr=2e-3,
                       batch_size=64),
          "brevo": dict(task="brevo", task_args={"max_nodes": 6}, max_depth=6, lr=1e-3, batch_size=32)}
-runs = {}
-for task, path in run_dirs.items():
-    if (Path(path) / "model").is_dir():
-        runs[task] = load_run(TrainConfig.load(Path(path) / "train_config.yaml"))
-    else:
-        print(f"{path}: no finished run; training a small ANIRA-O for {task}")
-        runs[task] = train_variants({**small[task], "steps": steps[task], "hidden_size": 64, "intermediate_size": 256},
-                                    Path(out_dir) / task, processes=1, variants={"ANIRA-O": "online"})["ANIRA-O"]
-    assert runs[task].task.name == task, f"{path} is a {runs[task].task.name} run, not {task}"
+found = {task: Path(path) for task, path in run_dirs.items() if (Path(path) / "model").is_dir()}
+missing = [task for task in run_dirs if task not in found]
+for task in missing:
+    print(f"{run_dirs[task]}: no finished run; a small ANIRA-O for {task} is trained in {out_dir}/{task}")
+configs = [TrainConfig.from_dict({**small[task], "decider": "online", "steps": steps[task], "hidden_size": 64,
+                                  "intermediate_size": 256, "out_dir": str(Path(out_dir) / task)}) for task in missing]
+runs = dict(zip(missing, train_parallel(configs, processes=2, resume="auto"))) if configs else {}
+runs.update({task: load_run(TrainConfig.load(path / "train_config.yaml")) for task, path in found.items()})
+for task, run in runs.items():
+    assert run.task.name == task, f"{run.out_dir} is a {run.task.name} run, not {task}"
 
 # %%
 frames = []
