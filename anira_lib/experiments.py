@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .evaluate import depth_trend, evaluate_knobs, generation_validity, kl_to_exact, lm_token_stats
 from .io import atomic_write_json, atomic_write_npz
 from .plots import plot_knob_curves
+from .results import rows_frame, seed_spread, write_frame
 from .run_config import TrainConfig
 from .train import TrainResult, train_parallel
 
@@ -80,10 +82,6 @@ def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: 
     seeds: train every variant once per seed (None: settings' seed). Writes `out_dir/<variant_dir>/`
     runs (`out_dir/seed_<s>/...` with seeds), `allocations_<variant_dir>.jsonl` beside them,
     `out_dir/results.json`, `out_dir/results.csv` (the frame) and the figure (mean, min–max band)."""
-    import pandas as pd
-
-    from .results import rows_frame, seed_spread, write_frame
-
     out_dir = Path(out_dir)
     by_seed, frames = {}, []
     for seed in (seeds if seeds is not None else [settings.get("seed", 0)]):
@@ -125,7 +123,8 @@ def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | P
     mean per-token expected depth, KL(exact next-token ‖ model) from the prefix parser, and the share of
     sampled sentences the grammar accepts. Writes `out_dir/lano_eval.npz` (windows, per-token expected
     depth per variant: the input of the Table 1 analysis), `out_dir/lano_summary.json` and the same
-    windows' allocation dumps `out_dir/allocations_<decider>.jsonl` (for the explorer)."""
+    windows' allocation dumps `out_dir/allocations_<decider>.jsonl` (for the explorer); the summary also
+    as a frame, `out_dir/lano_summary.csv` (one row per variant)."""
     from .proxies import compute_proxies, terminal_order
     from .tasks.lano import EOS, PAD
 
@@ -152,6 +151,7 @@ def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | P
     out_dir = Path(out_dir)
     atomic_write_npz(out_dir / "lano_eval.npz", arrays)
     atomic_write_json(out_dir / "lano_summary.json", summary)
+    write_frame(pd.DataFrame([{"variant": name, **row} for name, row in summary.items()]), out_dir / "lano_summary.csv")
     return {"summary": summary, "arrays": arrays}
 
 
@@ -160,7 +160,8 @@ def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair:
                   all_tasks_path: str | Path | None = None) -> dict[str, list[dict]]:
     """CLRS-Text evaluation per (algorithm, size): exact-match accuracy and answer-token d̄, with the
     task, whether the size is a training size, and the share of evaluation questions seen in training.
-    Writes `out_dir/clrs_results.json`, allocation dumps, and Fig. 3 / Fig. 7 style figures."""
+    Writes `out_dir/clrs_results.json` (and the same rows as a frame, `clrs_results.csv`), allocation
+    dumps, and Fig. 3 / Fig. 7 style figures."""
     from .clrs_text import task_of
     from .plots import plot_task_size_grid
 
@@ -178,6 +179,8 @@ def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair:
                      overlap=overlap[(algorithm, size)])
         results[name] = rows
     atomic_write_json(Path(out_dir) / "clrs_results.json", results)
+    frame = pd.concat([rows_frame(rows, variant=name) for name, rows in results.items()], ignore_index=True)
+    write_frame(frame, Path(out_dir) / "clrs_results.csv")  # the same rows, one per variant × (algorithm, size)
     names = sorted({r["task"] for rows in results.values() for r in rows})
     if figure_path is not None:
         plot_task_size_grid(results, (representative or names)[:4], figure_path, "CLRS-Text (Fig. 3 style)")

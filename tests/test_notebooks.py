@@ -110,6 +110,11 @@ def _check_lano(run):
     for s in summary.values():
         assert 1 <= s["mean_expected_depth"] <= 4 and s["kl_to_exact_nats"] >= 0
         assert 0 <= s["generation_validity"] <= 1 and s["generations"] == 2
+    import pandas as pd
+
+    frame = pd.read_csv(run / "lano_summary.csv")  # the same numbers as a table
+    assert list(frame["variant"]) == list(summary) and np.allclose(
+        frame["kl_to_exact_nats"], [s["kl_to_exact_nats"] for s in summary.values()])
     with np.load(run / "lano_eval.npz") as f:
         assert f["windows"].shape == (4, 160) and f["expected_depth_ANIRA-O"].shape == (4, 160)
         dumps = load_allocations(run)  # the same windows, for the explorer
@@ -133,6 +138,10 @@ def _check_clrs(run):
         assert {r["task"] for r in rows} == {"minimum", "sort"}
         assert [r["train"] for r in rows if r["algorithm"] == "minimum"] == [True, True, False]
         assert all(0 <= r["accuracy"] <= 1 and 1 <= r["mean_depth"] <= 4 and 0 <= r["overlap"] <= 1 for r in rows)
+    import pandas as pd
+
+    frame = pd.read_csv(run / "clrs_results.csv")
+    assert len(frame) == sum(len(rows) for rows in results.values()) and frame.columns[0] == "variant"
     assert (run / "early" / "model" / "clrs_tokenizer.json").exists()
 
 
