@@ -61,7 +61,8 @@ def decode_ratios(model, task, knobs, sweep: list[dict], rounds: int = 5, prompt
                   seed: int = 1234) -> pd.DataFrame:
     """Per setting: decode tokens/s over full depth's, measured round by round with full depth in every
     round (median and min–max over rounds), the decoded tokens' d̄ and the KV bytes held over full depth's.
-    Prompts: the first `prompts` evaluation questions of the knobs (cut before their answer), as one batch."""
+    Prompts: the first `prompts` evaluation questions (those of the first knob when it has that many),
+    all cut at the shortest question's answer position so the batch needs no padding."""
     from .savings import measure_decode
 
     examples = [ex for k in knobs for ex in task.eval_examples(k, prompts, seed)][:prompts]

@@ -413,7 +413,8 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
     threads = max(1, cpus // processes)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    waiting = [(f"run{i}", c) for i, c in enumerate(configs)]
+    keys = [f"run{i}" for i in range(len(configs))]
+    waiting = list(zip(keys, configs))
     running, bars, events, reported_at = {}, {}, {}, {}
 
     def someone_ended() -> bool:  # a worker exited, or reported and outstayed its grace period
@@ -435,17 +436,17 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
             relay(queue, done=someone_ended, bars=bars, events=events, poll_s=0.5)
             now = time.monotonic()
             for key, proc in list(running.items()):
-                if proc.is_alive() and now - reported_at.get(key, now) > WORKER_EXIT_GRACE_S:
+                stuck = proc.is_alive() and now - reported_at.get(key, now) > WORKER_EXIT_GRACE_S
+                if stuck:
                     proc.kill()  # reported, then stuck on its way out: what it trained is saved already
-                    proc.join()
-                if not proc.is_alive():
+                if stuck or not proc.is_alive():
                     proc.join()
                     del running[key]
     finally:
         for proc in running.values():  # an error or an interrupt here: no orphan keeps training
             proc.terminate()
             proc.join()
-    for key, cfg in zip((f"run{i}" for i in range(len(configs))), configs):
+    for key, cfg in zip(keys, configs):
         event, payload = events.get(key, ("error", None))
         if event != "result":
             message, trace = payload or ("the worker process ended without a result (killed? out of memory?)", "")

@@ -40,22 +40,25 @@ def test_every_kept_checkpoint_equals_evaluating_it_by_hand(run, tmp_path):
         pd.testing.assert_frame_equal(mine, by_hand)
 
 
-def test_a_killed_evaluation_resumes_without_repeating_a_step(run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kill_at", range(1, 7))
+def test_a_killed_evaluation_resumes_without_repeating_a_step(run, tmp_path, monkeypatch, kill_at):
+    """Every kill point: three snapshots pass two fault points each (rows written, renamed). A kill at
+    point k leaves the first k // 2 steps in the file; the resumed evaluation does only the rest."""
     out = tmp_path / "eval.csv"
     code = ("from anira_lib.checkpoint_eval import evaluate_checkpoints as e; "
             f"e({str(run)!r}, out_path={str(out)!r}, knobs=[1, 2], n_per_knob=6, seed=7, progress=False)")
-    # fault points 1, 2: the first step's rows written and renamed; 3: the second's written, killed before rename
-    env = {**os.environ, "ANIRA_FAULT_AT": "3"}
+    env = {**os.environ, "ANIRA_FAULT_AT": str(kill_at)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    assert sorted(set(pd.read_csv(out)["step"])) == [2]
+    kept = [2, 4, 6][: kill_at // 2]
+    assert (sorted(set(pd.read_csv(out)["step"])) if out.is_file() else []) == kept
 
     import anira_lib.checkpoint_eval as ce
 
     calls = []
     monkeypatch.setattr(ce, "evaluate_knobs", lambda model, *a, **kw: calls.append(1) or evaluate_knobs(model, *a, **kw))
     resumed = evaluate_checkpoints(run, out_path=out, **EVAL)
-    assert len(calls) == 2  # steps 4 and 6 only
+    assert len(calls) == 3 - len(kept)  # only the steps the kill lost
     assert list(resumed.groupby("step").size()) == [2, 2, 2]  # one row per step × knob, none twice
     fresh = evaluate_checkpoints(run, out_path=tmp_path / "fresh.csv", **EVAL)
     pd.testing.assert_frame_equal(resumed, fresh)
