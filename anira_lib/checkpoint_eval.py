@@ -3,8 +3,9 @@
 
 A run trained with `keep_checkpoints=true` holds `out_dir/checkpoints/step_XXXXXXX/` (a model
 snapshot per `checkpoint_every` steps). `evaluate_checkpoints(run_dir)` evaluates each one with
-`evaluate_knobs` into `out_dir/checkpoint_eval.csv`: one row per step × knob (run, decider, step,
-knob, n, accuracy, mean_depth, mean_expected_depth), written atomically after every checkpoint.
+`evaluate_knobs` into `out_dir/checkpoint_eval.csv`: one row per step × knob (run, task, decider,
+train_seed, step, the evaluation settings, knob, n, accuracy, mean_depth, mean_expected_depth), written
+atomically after every checkpoint.
 A killed evaluation resumes: steps already in the file are skipped, none is written twice.
 """
 
@@ -78,13 +79,17 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
         settings = {"n_per_knob": n_per_knob, "seed": seed, "depth_rule": depth_rule or "default"}
         if len(frame):
             _check_same_evaluation(frame, settings, knobs, out_path)
+            for i, (column, value) in enumerate((("task", cfg.task), ("train_seed", cfg.seed))):
+                if column not in frame.columns:  # a file from before these columns: they are the run's
+                    frame.insert(1 + 2 * i, column, value)
         done = set(frame["step"]) if len(frame) else set()
         todo = [(step, path) for step, path in checkpoints if step not in done]
         for step, path in progress_bar(todo, desc=f"checkpoints {run_dir.name}", disable=not progress):
             model = AniraForCausalLM.from_pretrained(path).eval()
             rows = evaluate_knobs(model, sampler, knobs, n_per_knob=n_per_knob, seed=seed, batch_size=batch_size,
                                   depth_rule=depth_rule, progress=False)
-            new = rows_frame(rows, run=str(run_dir), decider=cfg.decider, step=step, **settings)
+            new = rows_frame(rows, run=str(run_dir), task=cfg.task, decider=cfg.decider, train_seed=cfg.seed,
+                             step=step, **settings)
             frame = new if not len(frame) else pd.concat([frame, new], ignore_index=True)
             write_frame(frame, out_path)
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
@@ -62,10 +63,13 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
             }
 
 
+ROW_COLUMNS = ("knob", "n", "accuracy", "mean_depth", "mean_expected_depth")  # evaluate_knobs' frame
+
+
 def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, batch_size: int = 256,
                    depth_rule=None, halt_threshold=None, dump_path: str | Path | None = None,
-                   progress: bool = True, dump_correct_only: bool = False) -> list[dict]:
-    """Rows {knob, n, accuracy, mean_depth, mean_expected_depth}, one per knob value.
+                   progress: bool = True, dump_correct_only: bool = False) -> pd.DataFrame:
+    """A frame with one row per knob value: knob, n, accuracy, mean_depth, mean_expected_depth.
 
     mean_depth is d̄ on answer tokens with the inference depth rule (§5.3). dump_correct_only: the
     dump keeps correctly answered examples only (the authors' --dump_compute_allocations_only_correct;
@@ -83,14 +87,16 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
         dump.extend(r for r in recs if r["correct"] or not dump_correct_only)
     if dump_path is not None:
         atomic_write_jsonl(dump_path, dump)
-    return rows
+    return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
 
 
-def depth_trend(rows: list[dict]) -> float:
-    """Spearman correlation between the knob and d̄ across rows (NaN if d̄ is constant)."""
+
+def depth_trend(rows) -> float:
+    """Spearman correlation between the knob and d̄ across rows (a frame or dicts; NaN if d̄ is constant)."""
+    rows = pd.DataFrame(rows)
     if len(rows) < 2:
         return float("nan")
-    return float(spearmanr([r["knob"] for r in rows], [r["mean_depth"] for r in rows]).statistic)
+    return float(spearmanr(rows["knob"], rows["mean_depth"]).statistic)
 
 
 # ----------------------------------------------------------------------------- language modelling (LANO)

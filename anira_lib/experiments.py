@@ -172,7 +172,7 @@ def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair:
     results = {}
     for name, run in runs.items():
         rows = evaluate_knobs(run.model, task, pairs, n_per_knob=n_per_pair,
-                              dump_path=Path(out_dir) / f"allocations_{VARIANTS.get(name, name)}.jsonl")
+                              dump_path=Path(out_dir) / f"allocations_{VARIANTS.get(name, name)}.jsonl").to_dict("records")
         for r in rows:
             algorithm, size = r.pop("knob")
             r.update(algorithm=algorithm, size=size, task=task_of(algorithm), train=(algorithm, size) in trained,

@@ -46,9 +46,8 @@ def pareto_sweep(model, task, knobs, rules=RULES, taus=TAUS, n_per_knob: int = 2
     for s in progress_bar(sweep, desc="pareto settings", disable=not progress):
         per_knob = evaluate_knobs(model, task, knobs, n_per_knob=n_per_knob, seed=seed, progress=False,
                                   depth_rule=s["rule"], halt_threshold=s["tau"])
-        rows.append({**s, "accuracy": sum(r["accuracy"] for r in per_knob) / len(per_knob),
-                     "mean_depth": sum(r["mean_depth"] for r in per_knob) / len(per_knob),
-                     "n": sum(r["n"] for r in per_knob)})
+        rows.append({**s, "accuracy": per_knob["accuracy"].mean(), "mean_depth": per_knob["mean_depth"].mean(),
+                     "n": int(per_knob["n"].sum())})
     frame = pd.DataFrame(rows)
     if decode_rounds > 0:
         frame = frame.merge(decode_ratios(model, task, knobs, sweep, decode_rounds, decode_prompts, new_tokens, seed),
@@ -61,11 +60,13 @@ def decode_ratios(model, task, knobs, sweep: list[dict], rounds: int = 5, prompt
                   seed: int = 1234) -> pd.DataFrame:
     """Per setting: decode tokens/s over full depth's, measured round by round with full depth in every
     round (median and min–max over rounds), the decoded tokens' d̄ and the KV bytes held over full depth's.
-    Prompts: the first `prompts` evaluation questions (those of the first knob when it has that many),
-    all cut at the shortest question's answer position so the batch needs no padding."""
+    Prompts: `prompts` evaluation questions taken from the knobs in turn (easy and hard alike), all
+    cut at the shortest question's answer position so the batch needs no padding."""
     from .savings import measure_decode
 
-    examples = [ex for k in knobs for ex in task.eval_examples(k, prompts, seed)][:prompts]
+    knobs = list(knobs)
+    per_knob = [task.eval_examples(k, -(-prompts // len(knobs)), seed) for k in knobs]
+    examples = [ex for group in zip(*per_knob) for ex in group][:prompts]  # round robin over the knobs
     cut = min(_answer_start(ex) for ex in examples)  # one prompt length for the batch: no padding
     device = next(model.parameters()).device
     ids = torch.tensor([ex.tokens[:cut] for ex in examples], device=device)
@@ -97,15 +98,38 @@ def _answer_start(example) -> int:
     return next(i for i, supervised in enumerate(example.targets) if supervised)
 
 
+SETTING_COLUMNS = ("setting", "rule", "tau")
+
+
+def pareto_over_seeds(frame: pd.DataFrame, by=("task",)) -> pd.DataFrame:
+    """Sweeps of several trained seeds (a `seed` column) as one row per `by` × setting: the mean, min,
+    max and s.d. over seeds of accuracy, d̄ and, where measured, the decode columns; `seeds` counts them."""
+    from .results import seed_spread
+
+    keys = [c for c in (*by, *SETTING_COLUMNS) if c in frame.columns]
+    values = [c for c in ("accuracy", "mean_depth", "decode_speedup", "kv_held_over_full") if c in frame.columns]
+    return seed_spread(frame, keys, values=values)
+
+
 def plot_pareto(frame: pd.DataFrame, path=None, title: str = ""):
-    """Fig. 10 style: accuracy against d̄, the τ sweep as a line, the three rules as labelled markers."""
+    """Fig. 10 style: accuracy against d̄, the τ sweep as a line, the three rules as labelled markers.
+    A frame of several seeds (a `seed` column) is drawn as the mean over seeds with min–max error bars."""
     import matplotlib.pyplot as plt
 
     from .plots import _finish
 
+    several = "seed" in frame.columns and frame["seed"].nunique() > 1
+    if several:
+        frame = pareto_over_seeds(frame, by=())
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     sweep = frame[frame["rule"] == "threshold"].sort_values("tau")
-    ax.plot(sweep["mean_depth"], 100 * sweep["accuracy"], "-o", color="tab:orange", ms=4, label="threshold τ")
+    ax.plot(sweep["mean_depth"], 100 * sweep["accuracy"], "-o", color="tab:orange", ms=4,
+            label="threshold τ" + (f" (mean of {int(frame['seeds'].max())} seeds, min–max)" if several else ""))
+    if several:
+        ax.errorbar(frame["mean_depth"], 100 * frame["accuracy"], fmt="none", ecolor="0.6", lw=0.8,
+                    xerr=[frame["mean_depth"] - frame["mean_depth_min"], frame["mean_depth_max"] - frame["mean_depth"]],
+                    yerr=[100 * (frame["accuracy"] - frame["accuracy_min"]),
+                          100 * (frame["accuracy_max"] - frame["accuracy"])])
     for _, r in sweep.iterrows():
         ax.annotate(f"{r['tau']:g}", (r["mean_depth"], 100 * r["accuracy"]), fontsize=6, xytext=(3, -8),
                     textcoords="offset points")

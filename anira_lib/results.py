@@ -1,6 +1,6 @@
 """Result tables as tidy pandas DataFrames: one row per run × variant × knob (× step, τ or seed).
 
-`rows_frame` turns `evaluate_knobs` rows into a frame with constant columns added; `write_frame`
+`rows_frame` gives `evaluate_knobs`' frame (or rows) constant columns in front; `write_frame`
 saves one atomically as CSV beside the JSON; `seed_spread` gives the mean and the min–max of a value
 over seeds, what the figures draw when a comparison has several seeds.
 """
@@ -15,9 +15,9 @@ import pandas as pd
 from .io import atomic_write_text
 
 
-def rows_frame(rows: list[dict], **columns) -> pd.DataFrame:
-    """`rows` (dicts) as a frame, with each of `columns` (e.g. variant="ANIRA-E", seed=0) in front."""
-    frame = pd.DataFrame(rows)
+def rows_frame(rows, **columns) -> pd.DataFrame:
+    """`rows` (a frame or dicts) as a new frame, with each of `columns` (e.g. variant="ANIRA-E", seed=0) in front."""
+    frame = pd.DataFrame(rows).copy()
     for i, (name, value) in enumerate(columns.items()):
         frame.insert(i, name, [value] * len(frame))
     return frame
@@ -42,7 +42,7 @@ def read_frame(path: str | Path) -> pd.DataFrame:
 def seed_spread(frame: pd.DataFrame, by: list[str], values=("accuracy", "mean_depth")) -> pd.DataFrame:
     """Per group of `by` (e.g. variant, knob): mean, min, max and s.d. of each value over seeds, and
     the number of seeds (`seeds`). Columns `<value>`, `<value>_min`, `<value>_max`, `<value>_sd`."""
-    grouped = frame.groupby(by, sort=False)
+    grouped = frame.groupby(by, sort=False, dropna=False)  # a NaN key (a rule's τ) is a group too
     out = grouped.size().rename("seeds").to_frame()
     for v in values:
         out[v] = grouped[v].mean()

@@ -30,7 +30,7 @@ brevo_steps = 1500
 checkpoint_every = 250
 eval_per_knob = 100        # evaluation examples per knob value and checkpoint
 level = 0.9                # "reached": accuracy at least this
-seed = 0
+seeds = [0]                # training seeds; with several, tables keep a row per seed and figures a band
 processes = 2
 out_dir = "runs/08_training_dynamics"
 figure_dir = "figures"
@@ -45,15 +45,17 @@ from anira_lib.experiments import train_variants
 from anira_lib.results import write_frame
 
 common = dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, batch_size=64, lr=2e-3, warmup_steps=100,
-              seed=seed, keep_checkpoints=True, checkpoint_every=checkpoint_every)
+              keep_checkpoints=True, checkpoint_every=checkpoint_every)
 tasks = {"mano": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, max_depth=4, kl_beta=0.01, steps=mano_steps),
          "brevo": dict(task="brevo", task_args={"max_nodes": 6}, max_depth=6, kl_beta=0.1, batch_size=32, lr=1e-3,
                        steps=brevo_steps)}
 names = {}
 if not run_dirs:
     for task, settings in tasks.items():
-        runs = train_variants({**common, **settings}, Path(out_dir) / task, processes=processes)
-        names.update({str(run.out_dir): f"{task} {variant}" for variant, run in runs.items()})
+        for seed in seeds:  # one seed keeps the old layout, out_dir/<task>/<variant>
+            base = Path(out_dir) / task / (f"seed_{seed}" if len(seeds) > 1 else "")
+            runs = train_variants({**common, **settings, "seed": seed}, base, processes=processes)
+            names.update({str(run.out_dir): f"{task} {variant}" for variant, run in runs.items()})
     run_dirs = list(names)
 result = training_dynamics(run_dirs, level=level, n_per_knob=eval_per_knob)
 frame = result["frame"]
@@ -76,6 +78,8 @@ print("figure:", figure_path)
 first = result["first_steps"]
 display(first.pivot(index="knob", columns="run", values="first_step"))
 print(first.groupby("run")["spearman"].first().round(2).to_string())
+if first["run"].nunique() > first.groupby(["task", "decider"]).ngroups:  # several seeds: mean and min–max
+    display(result["first_steps_over_seeds"])
 
 # %% [markdown]
 # ## Two phases: the step where d̄ peaks, and what follows
@@ -84,5 +88,9 @@ print(first.groupby("run")["spearman"].first().round(2).to_string())
 # %%
 phases = result["phases"]
 display(phases.round(3))
+if phases["run"].nunique() > phases.groupby(["task", "decider"]).ngroups:
+    display(result["phases_over_seeds"].round(3))
 write_frame(first, Path(out_dir) / "first_steps.csv")
 write_frame(phases, Path(out_dir) / "phases.csv")
+write_frame(result["first_steps_over_seeds"], Path(out_dir) / "first_steps_over_seeds.csv")
+write_frame(result["phases_over_seeds"], Path(out_dir) / "phases_over_seeds.csv")

@@ -26,8 +26,9 @@
 # missing gets a small one trained here.
 
 # %% tags=["parameters"]
-run_dirs = {"brevo": "runs/02_brevo/online", "mano": "runs/01_mano/online"}
+run_dirs = {"brevo": "runs/02_brevo/online", "mano": "runs/01_mano/online"}  # a run, or a list (one per seed)
 steps = {"brevo": 1500, "mano": 3000}   # the small runs trained where a run is missing
+seeds = [0]                             # their training seeds; several: per-seed rows, mean and min–max drawn
 taus = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 eval_per_knob = 200
 decode_rounds = 5
@@ -40,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from anira_lib.pareto import pareto_sweep, plot_pareto
+from anira_lib.pareto import pareto_over_seeds, pareto_sweep, plot_pareto
 from anira_lib.results import write_frame
 from anira_lib.run_config import TrainConfig
 from anira_lib.train import load_run, train_parallel
@@ -48,42 +49,58 @@ from anira_lib.train import load_run, train_parallel
 small = {"mano": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, max_depth=4, kl_beta=0.01, lr=2e-3,
                       batch_size=64),
          "brevo": dict(task="brevo", task_args={"max_nodes": 6}, max_depth=6, lr=1e-3, batch_size=32)}
-found = {task: Path(path) for task, path in run_dirs.items() if (Path(path) / "model").is_dir()}
+
+
+def given(paths):
+    return [Path(p) for p in ([paths] if isinstance(paths, str) else paths)]
+
+
+found = {task: given(paths) for task, paths in run_dirs.items() if all((p / "model").is_dir() for p in given(paths))}
 missing = [task for task in run_dirs if task not in found]
 for task in missing:
     print(f"{run_dirs[task]}: no finished run; a small ANIRA-O for {task} is trained in {out_dir}/{task}")
 configs = [TrainConfig.from_dict({**small[task], "decider": "online", "steps": steps[task], "hidden_size": 64,
-                                  "intermediate_size": 256, "out_dir": str(Path(out_dir) / task)}) for task in missing]
-runs = dict(zip(missing, train_parallel(configs, processes=2, resume="auto"))) if configs else {}
-runs.update({task: load_run(TrainConfig.load(path / "train_config.yaml")) for task, path in found.items()})
-for task, run in runs.items():
-    assert run.task.name == task, f"{run.out_dir} is a {run.task.name} run, not {task}"
+                                  "intermediate_size": 256, "seed": seed,
+                                  "out_dir": str(Path(out_dir) / task / (f"seed_{seed}" if len(seeds) > 1 else ""))})
+           for task in missing for seed in seeds]
+runs = list(zip(configs, train_parallel(configs, processes=2, resume="auto"))) if configs else []
+for task, paths in found.items():
+    for path in paths:
+        cfg = TrainConfig.load(path / "train_config.yaml")
+        assert cfg.task == task, f"{path} is a {cfg.task} run, not {task}: fix run_dirs[{task!r}]"
+        runs.append((cfg, load_run(cfg)))
 
 # %%
 frames = []
-for task, run in runs.items():
+for cfg, run in runs:
+    task = cfg.task
     frame = pareto_sweep(run.model, run.task, run.task.train_knobs, taus=taus, n_per_knob=eval_per_knob,
                          decode_rounds=decode_rounds)
     frame.insert(0, "task", task)
+    frame.insert(1, "seed", cfg.seed)
     frames.append(frame)
 frame = pd.concat(frames, ignore_index=True)
 write_frame(frame, Path(out_dir) / "pareto.csv")
 display(frame.round(3))
+if frame.groupby("task")["seed"].nunique().max() > 1:
+    over_seeds = pareto_over_seeds(frame)
+    write_frame(over_seeds, Path(out_dir) / "pareto_over_seeds.csv")
+    display(over_seeds.round(3))
 
 # %% [markdown]
 # ## The frontier (Fig. 10)
 
 # %%
-for task in runs:
+for task in dict.fromkeys(cfg.task for cfg, _ in runs):
     figure_path = Path(figure_dir) / f"fig10_pareto_{task}.png"
     plot_pareto(frame[frame["task"] == task], figure_path, title=f"ANIRA-O on {task.upper()}: accuracy vs d̄")
     print("figure:", figure_path)
 
 # %% [markdown]
 # ## Do the three rules differ little?
-# The spread of accuracy and d̄ across mode / median / mean, per task.
+# The spread of accuracy and d̄ across mode / median / mean, per task and seed.
 
 # %%
 rules = frame[frame["rule"] != "threshold"]
-display(rules.groupby("task")[["accuracy", "mean_depth"]].agg(lambda v: v.max() - v.min()).rename(
+display(rules.groupby(["task", "seed"])[["accuracy", "mean_depth"]].agg(lambda v: v.max() - v.min()).rename(
     columns={"accuracy": "accuracy range", "mean_depth": "d̄ range"}).round(3))

@@ -31,13 +31,19 @@ def run(tmp_path_factory):
 def test_every_kept_checkpoint_equals_evaluating_it_by_hand(run, tmp_path):
     frame = evaluate_checkpoints(run, out_path=tmp_path / "eval.csv", **EVAL)
     assert [s for s, _ in kept_checkpoints(run)] == [2, 4, 6]
-    assert list(frame.columns[:3]) == ["run", "decider", "step"] and set(frame["decider"]) == {"online"}
+    assert list(frame.columns[:5]) == ["run", "task", "decider", "train_seed", "step"]
+    assert set(frame["decider"]) == {"online"} and set(frame["task"]) == {"mano"} and set(frame["train_seed"]) == {0}
     task = get_task("mano", seed=0, max_ops=2, modulus=5)
     for step, path in kept_checkpoints(run):
         model = AniraForCausalLM.from_pretrained(path).eval()
         by_hand = pd.DataFrame(evaluate_knobs(model, task, [1, 2], n_per_knob=6, seed=7, progress=False))
         mine = frame[frame["step"] == step][by_hand.columns].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, by_hand)
+    # a file written before task and train_seed were recorded gets them from the run when it resumes
+    older = tmp_path / "older.csv"
+    frame[frame["step"] < 6].drop(columns=["task", "train_seed"]).to_csv(older, index=False)
+    resumed = evaluate_checkpoints(run, out_path=older, **EVAL)
+    pd.testing.assert_frame_equal(resumed, frame)
 
 
 @pytest.mark.parametrize("kill_at", range(1, 7))

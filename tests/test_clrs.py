@@ -71,6 +71,7 @@ def test_task_samples_tokenizes_and_saves_its_tokenizer(tmp_path):
     task = get_task("clrs", algorithms=("minimum", "bfs"), train_sizes={"minimum": [4], "bfs": [4, 5]},
                     train_samples=30, eval_samples=8, data_dir=str(tmp_path))
     assert task.train_pairs == [("bfs", 4), ("bfs", 5), ("minimum", 4)]
+    assert task.train_knobs == task.train_pairs  # what a checkpoint evaluation covers by default
     ex = task.sample(rng_for(0, "t"))
     text = task.tokenizer.decode(ex.tokens)
     assert text.startswith("<bos>") and text.endswith("\n\n<eos>")

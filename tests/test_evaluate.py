@@ -17,8 +17,9 @@ def test_rows_and_dump_match_direct_forward(tmp_path):
     rows = evaluate_knobs(model, task, [1, 3], n_per_knob=12, batch_size=5, dump_path=tmp_path / "a.jsonl",
                           progress=False)
     recs = read_jsonl(tmp_path / "a.jsonl")
-    assert [r["knob"] for r in rows] == [1, 3] and len(recs) == 24
-    for row in rows:
+    assert list(rows.columns) == ["knob", "n", "accuracy", "mean_depth", "mean_expected_depth"]
+    assert rows["knob"].tolist() == [1, 3] and rows["n"].tolist() == [12, 12] and len(recs) == 24
+    for row in rows.to_dict("records"):
         mine = [r for r in recs if r["knob"] == row["knob"]]
         assert row["accuracy"] == sum(r["correct"] for r in mine) / 12
         assert abs(row["mean_depth"] - sum(r["answer_depth"] for r in mine) / 12) < 1e-9
@@ -43,7 +44,7 @@ def test_correct_only_dump_and_token_frame(tmp_path):
                    dump_correct_only=True)
     every, right = read_jsonl(tmp_path / "all.jsonl"), read_jsonl(tmp_path / "right.jsonl")
     assert right == [r for r in every if r["correct"]]
-    assert len(right) == round(sum(r["accuracy"] * r["n"] for r in rows))
+    assert len(right) == round((rows["accuracy"] * rows["n"]).sum())
     frame = token_frame(every)
     assert len(frame) == sum(len(r["tokens"]) for r in every)
     assert list(frame.columns) == ["example", "knob", "position", "symbol", "role", "exit_depth", "expected_depth",

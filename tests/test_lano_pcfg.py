@@ -65,6 +65,7 @@ def test_lano_checker_on_10000_sentences_and_corruption(sampler):
 
 def test_windows_start_at_sentence_boundaries():
     task = get_task("lano", window=512)
+    assert task.train_knobs == [None]  # no difficulty knob: evaluations cover the training distribution
     rng = rng_for(2, "win")
     for _ in range(20):
         ex = task.sample(rng)

@@ -29,7 +29,7 @@ TINY = {
     "09_mano_extrapolation": dict(train_max=2, eval_max=4, hidden_size=32, intermediate_size=64, steps=10, processes=1,
                                   batch_size=16, seeds=[0, 1], eval_per_knob=4),
     "10_pareto": dict(run_dirs={"brevo": "no/such/run", "mano": "no/such/run"}, steps={"brevo": 10, "mano": 20},
-                      taus=[0.3, 0.7], eval_per_knob=4, decode_rounds=1),
+                      seeds=[0, 1], taus=[0.3, 0.7], eval_per_knob=4, decode_rounds=1),
     "08_training_dynamics": dict(mano_steps=20, brevo_steps=10, checkpoint_every=5, eval_per_knob=4),
     "11_mano_question_tokens": dict(run_dir="no/such/run", steps=40, eval_per_knob=16),
     "12_brevo_answer_regression": dict(run_dir="no/such/run", steps=40, eval_per_knob=16, correct_only=False),
@@ -191,13 +191,16 @@ def _check_pareto(run):
     import pandas as pd
 
     frame = pd.read_csv(run / "pareto.csv")
-    for task, f in frame.groupby("task"):
-        assert list(f["setting"]) == ["mode", "median", "mean", "τ=0.3", "τ=0.7"], task
+    for (task, seed), f in frame.groupby(["task", "seed"]):
+        assert list(f["setting"]) == ["mode", "median", "mean", "τ=0.3", "τ=0.7"], (task, seed)
         assert f["accuracy"].between(0, 1).all() and f["mean_depth"].between(1, 6).all()
         sweep = f[f["rule"] == "threshold"]
         assert sweep["mean_depth"].is_monotonic_increasing  # a higher τ never stops earlier
         assert sweep["decode_speedup"].notna().all() and sweep["kv_held_over_full"].between(0, 1.0001).all()
-    assert set(frame["task"]) == {"brevo", "mano"}
+    assert set(frame["task"]) == {"brevo", "mano"} and sorted(set(frame["seed"])) == [0, 1]
+    spread = pd.read_csv(run / "pareto_over_seeds.csv")  # one row per task × setting, over both seeds
+    assert len(spread) == 10 and (spread["seeds"] == 2).all()
+    assert (spread["accuracy_min"] <= spread["accuracy"]).all() and (spread["accuracy"] <= spread["accuracy_max"]).all()
 
 
 def _check_question_tokens(run):
@@ -259,7 +262,8 @@ def test_paper_parameter_files_name_only_their_notebooks_parameters():
 
     files = sorted((NOTEBOOK_DIR.parent / "configs" / "notebooks").glob("*_paper.yaml"))
     assert {f.stem.removesuffix("_paper") for f in files} >= {"01_mano", "02_brevo", "08_training_dynamics",
-                                                             "09_mano_extrapolation", "10_pareto"}
+                                                             "09_mano_extrapolation", "10_pareto",
+                                                             "11_mano_question_tokens", "12_brevo_answer_regression"}
     for f in files:
         nb = NOTEBOOK_DIR / f"{f.stem.removesuffix('_paper')}.py"
         check_parameters(yaml.safe_load(f.read_text()), declared_parameters(load_notebook(nb)), nb.stem)

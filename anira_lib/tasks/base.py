@@ -39,6 +39,12 @@ class TaskSampler:
     bos_id: int | None = None
     eos_id: int | None = None
 
+    @property
+    def train_knobs(self) -> list:
+        """The knob values training draws (what an evaluation covers by default); here one, None: the
+        training distribution itself (LANO). Tasks with a difficulty knob list its values."""
+        return [None]
+
     def train_batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
         """Batch `step` of the training stream of `rank`: a pure function of (seed, rank, step)."""
         rng = rng_for(self.seed, "train", rank, step)

@@ -207,6 +207,11 @@ class ClrsTask(TaskSampler):
         rows = self._train[pair]
         return self.example(rows[int(rng.random() * len(rows))])
 
+    @property
+    def train_knobs(self) -> list[tuple[str, int]]:
+        """The (algorithm, size) pairs training draws (what an evaluation covers by default)."""
+        return list(self.train_pairs)
+
     def eval_pairs(self) -> list[tuple[str, int]]:
         table = self.eval_sizes or {}
         return [(a, n) for a in self.algorithms for n in table.get(a, clrs_text.eval_sizes()[a])]
