@@ -40,6 +40,8 @@ class TrainConfig:
     prior_lambda: float = 1.0
     gumbel_temperature: float = 1.0
     initial_depth: float | None = None
+    init_from: str | None = None  # a local ANIRA model folder (e.g. convert_llama's) to start from; its
+    #   architecture replaces the model fields above, the loss knobs (kl_beta, prior_lambda, ...) still apply
     # optimisation (AdamW, linear warm-up then constant LR, gradient clipping)
     steps: int = 1000
     batch_size: int = 128  # global: split evenly across DDP ranks

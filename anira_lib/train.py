@@ -68,13 +68,37 @@ def autocast_for(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
 
+LOSS_FIELDS = ("kl_beta", "prior_lambda", "gumbel_temperature")  # what a run sets on an init_from model
+
+
 def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
-    """A freshly initialised model for `task` (seeded by cfg.seed, identical on every rank)."""
+    """A freshly initialised model for `task` (seeded by cfg.seed, identical on every rank), or the
+    model in `cfg.init_from` with the run's loss knobs."""
     torch.manual_seed(cfg.seed)
+    if cfg.init_from is not None:
+        path = Path(cfg.init_from)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"init_from={cfg.init_from!r} is not a saved model (no config.json); pass the "
+                                    "folder save_pretrained / convert_llama wrote.")
+        model = AniraForCausalLM.from_pretrained(path)
+        if model.config.vocab_size < task.vocab_size:
+            raise ValueError(f"init_from's vocabulary ({model.config.vocab_size}) is smaller than the task's "
+                             f"tokenizer ({task.vocab_size}); train with the model's own tokenizer.")
+        for name in LOSS_FIELDS:
+            setattr(model.config, name, getattr(cfg, name))
+        return model
     model_cfg = cfg.model_config(vocab_size=task.vocab_size, pad_token_id=task.pad_id, bos_token_id=task.bos_id,
                                  eos_token_id=task.eos_id,
                                  max_position_embeddings=max(512, getattr(task, "max_len", 512)))
     return AniraForCausalLM(model_cfg)
+
+
+def model_inputs(batch: dict) -> dict:
+    """The model's arguments from a batch. Packed rows (a batch with position_ids, every row full) go
+    without the attention mask: transformers then builds the per-document block-diagonal mask."""
+    if "position_ids" in batch:
+        return {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
 
 
 def batch_metrics(out, batch) -> dict:
@@ -138,7 +162,7 @@ def _compile_on(step_model, model, batch, device, dtype):
     as the run that started at step 0."""
     rng = _rng_state()
     with autocast_for(device, dtype):
-        out = step_model(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "labels")})
+        out = step_model(**{k: v.to(device) for k, v in model_inputs(batch).items()})
     out.loss.backward()
     model.zero_grad(set_to_none=True)
     _set_rng_state(rng)
@@ -324,8 +348,7 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
             tokens += int(batch["attention_mask"].sum()) * world  # counted on the host: no device sync
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast_for(device, cfg.dtype):
-                out = step_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 labels=batch["labels"])
+                out = step_model(**model_inputs(batch))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.grad_clip > 0:

@@ -15,9 +15,9 @@ from .test_cache import cached_vs_full, left_padded_batch
 VOCAB = 13  # test_cache's batches draw ids below 13
 
 
-def tiny_llama(layers=6, seed=0, tie=False):
+def tiny_llama(layers=6, seed=0, tie=False, vocab=VOCAB):
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=layers,
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-6,
                       tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     llama = LlamaForCausalLM(cfg).eval()

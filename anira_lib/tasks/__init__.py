@@ -10,8 +10,10 @@ from .clrs import ClrsTask
 from .depo import DepoTask
 from .lano import LanoTask
 from .mano import ManoTask
+from .packed_lm import PackedLMTask
 
-TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask, "lano": LanoTask, "clrs": ClrsTask}
+TASKS = {"mano": ManoTask, "brevo": BrevoTask, "depo": DepoTask, "lano": LanoTask, "clrs": ClrsTask,
+         "packed_lm": PackedLMTask}
 
 
 def get_task(name: str, **knobs):
@@ -26,4 +28,4 @@ def get_task(name: str, **knobs):
     return cls(**knobs)
 
 
-__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask", "LanoTask", "ClrsTask"]
+__all__ = ["Example", "collate", "rng_for", "get_task", "TASKS", "ManoTask", "BrevoTask", "DepoTask", "LanoTask", "ClrsTask", "PackedLMTask"]

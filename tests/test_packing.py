@@ -1,0 +1,149 @@
+"""Packed causal-LM rows: hand-worked packing, per-document isolation (a packed row's logits equal
+each document run alone), local files through `datasets`, and training a converted Llama on them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from anira_lib import AniraConfig, AniraForCausalLM
+from anira_lib.model import IGNORE_INDEX as X
+from anira_lib.packing import data_files, load_packed, pack_documents
+
+from .test_retrofit import tiny_llama, trained_tokenizer
+
+
+def test_rows_by_hand():
+    rows = list(pack_documents([[5, 6, 7], [8, 9], [10, 11, 12, 13, 14]], max_length=4, eos_id=2))
+    assert rows == [
+        {"input_ids": [5, 6, 7, 2], "position_ids": [0, 1, 2, 3], "labels": [X, 6, 7, 2]},
+        {"input_ids": [8, 9, 2, 10], "position_ids": [0, 1, 2, 0], "labels": [X, 9, 2, X]},
+        {"input_ids": [11, 12, 13, 14], "position_ids": [0, 1, 2, 3], "labels": [11, 12, 13, 14]},
+    ]  # the continuing document restarts at 0 in its new row; the last partial row ([2]) is dropped
+    assert list(pack_documents([[3, 4, 5, 6]], 2)) == [{"input_ids": [3, 4], "position_ids": [0, 1], "labels": [X, 4]},
+                                                       {"input_ids": [5, 6], "position_ids": [0, 1], "labels": [5, 6]}]
+    with pytest.raises(ValueError, match="max_length must be at least 2"):
+        list(pack_documents([[1]], 1))
+
+
+def packed_model(decider, attn):
+    torch.manual_seed(0)
+    cfg = AniraConfig(vocab_size=30, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                      max_depth=3, recurrent_layers=2, input_injection=True, decider=decider)
+    model = AniraForCausalLM(cfg).eval()
+    model.set_attn_implementation(attn)
+    if model.model.decider is not None:
+        with torch.no_grad():
+            model.model.decider.down.weight.normal_(0, 3.0)  # tokens exit at several depths
+    return model
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("decider", ["early", "online", "none"])
+def test_a_packed_row_equals_each_document_run_alone(decider, attn):
+    g = torch.Generator().manual_seed(1)
+    docs = [torch.randint(3, 30, (n,), generator=g).tolist() for n in (5, 9, 3)]
+    (row,) = pack_documents(docs, max_length=20, eos_id=2)  # 6 + 10 + 4 tokens: one full row
+    model = packed_model(decider, attn)
+    ids, pos = torch.tensor([row["input_ids"]]), torch.tensor([row["position_ids"]])
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=pos)
+        start = 0
+        for doc in docs:
+            n = len(doc) + 1
+            alone = model(input_ids=ids[:, start:start + n])
+            assert (packed.logits[0, start:start + n] - alone.logits[0]).abs().max().item() < 1e-5
+            assert torch.equal(packed.exit_depths[0, start:start + n], alone.exit_depths[0])
+            start += n
+        wrong = model(input_ids=ids, position_ids=torch.arange(20).unsqueeze(0))  # one long document
+    assert (wrong.logits[0, 6:] - packed.logits[0, 6:]).abs().max().item() > 1e-3
+
+
+def write_corpus(folder, n_docs=60):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    words = "one two three four five plus minus is makes and".split()
+    docs = [" ".join(words[(i * 7 + j * 3) % len(words)] for j in range(3 + i % 9)) for i in range(n_docs)]
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"text": docs[: n_docs // 2], "id": list(range(n_docs // 2))}), folder / "part0.parquet")
+    (folder / "part1.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs[n_docs // 2:]))
+    return docs
+
+
+def test_local_files_tokenised_and_packed_through_datasets(tmp_path):
+    docs = write_corpus(tmp_path / "pq", 60)
+    tok = trained_tokenizer()
+    rows = load_packed(tmp_path / "pq" / "part0.parquet", tok, max_length=16, cache_dir=tmp_path / "cache")
+    stream = [t for d in docs[:30] for t in tok(d, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]]
+    assert len(rows) == len(stream) // 16
+    flat = torch.cat([rows[i]["input_ids"] for i in range(len(rows))]).tolist()
+    assert flat == stream[:len(flat)]  # documents in order, each followed by EOS, nothing lost but the tail
+    first = rows[0]
+    assert first["position_ids"].tolist()[:4] == [0, 1, 2, 3] and (first["labels"][0] == X)
+    with pytest.raises(ValueError, match="must all be one of"):
+        load_packed([tmp_path / "pq" / "part0.parquet", tmp_path / "pq" / "part1.jsonl"], tok, 16)
+    with pytest.raises(ValueError, match="has no field 'body'.*text_field="):
+        load_packed(tmp_path / "pq" / "part0.parquet", tok, 16, text_field="body")
+    with pytest.raises(FileNotFoundError, match="does not exist; pass local text files"):
+        data_files(tmp_path / "missing.parquet")
+    with pytest.raises(ValueError, match="fewer than max_length=100000 tokens"):
+        load_packed(tmp_path / "pq" / "part1.jsonl", tok, 100000)
+
+
+def lm_setup(tmp_path):
+    """A corpus, a tokenizer folder and a converted tiny Llama sized to the tokenizer."""
+    from anira_lib.retrofit import convert_llama
+
+    write_corpus(tmp_path / "corpus", 120)
+    tok = trained_tokenizer()
+    tok.save_pretrained(tmp_path / "tok")
+    llama = tiny_llama(vocab=len(tok))
+    llama.save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    convert_llama(tmp_path / "llama", tmp_path / "anira", prelude=2, recurrent=2, coda=2, max_depth=3, decider="online")
+    return {"task": "packed_lm", "task_args": {"data": str(tmp_path / "corpus" / "part1.jsonl"),
+                                               "tokenizer": str(tmp_path / "tok"), "max_length": 16, "eval_rows": 4,
+                                               "cache_dir": str(tmp_path / "cache")},
+            "init_from": str(tmp_path / "anira"), "batch_size": 4, "log_every": 1, "checkpoint_every": 3,
+            "warmup_steps": 1, "progress": False, "kl_beta": 0.05}
+
+
+def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
+    from anira_lib.run_config import TrainConfig
+    from anira_lib.train import train
+
+    base = lm_setup(tmp_path)
+    full = train(TrainConfig.from_dict({**base, "steps": 6, "out_dir": str(tmp_path / "full")}))
+    train(TrainConfig.from_dict({**base, "steps": 3, "out_dir": str(tmp_path / "part")}))
+    resumed = train(TrainConfig.from_dict({**base, "steps": 6, "out_dir": str(tmp_path / "part")}), resume=True)
+    assert [m["loss"] for m in resumed.metrics] == [m["loss"] for m in full.metrics]
+    assert full.model.config.kl_beta == 0.05 and full.model.config.decider == "online"
+    assert (tmp_path / "full" / "model" / "tokenizer.json").is_file()  # the tokenizer beside the model
+    batch = full.task.train_batch(0, 4)
+    assert batch["input_ids"].shape == (4, 16) and (batch["position_ids"] == 0).sum() >= 4
+    from anira_lib.train import model_inputs
+
+    assert set(model_inputs(batch)) == {"input_ids", "position_ids", "labels"}  # no mask: per-document attention
+
+
+def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path):
+    """torchrun, 2 CPU processes: 4 steps, then 2 more resumed from the checkpoint."""
+    base = lm_setup(tmp_path)
+    args = [f"task={base['task']}", f"task_args={json.dumps(base['task_args'])}", f"init_from={base['init_from']}",
+            "batch_size=4", "checkpoint_every=2", "log_every=1", "progress=false", "warmup_steps=1", f"out_dir={tmp_path / 'ddp'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "anira_lib.train"]
+    for steps, resume in ((4, []), (6, ["--resume"])):
+        proc = subprocess.run(cmd + [*args, f"steps={steps}", *resume], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    from anira_lib.train import load_checkpoint
+
+    ckpt = load_checkpoint(tmp_path / "ddp")
+    assert ckpt["step"] == 6 and len(ckpt["rng"]) == 2
+    lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]  # resumed, nothing logged twice
