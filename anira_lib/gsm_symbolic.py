@@ -189,7 +189,8 @@ def evaluate_gsm(models: dict, tokenizer, folder: str | Path, shots: str | Path 
                  splits=("main", "p1", "p2"), limit: int | None = None, max_new_tokens: int = 256,
                  batch_size: int = 8, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every model ({name: model}) on every split: (per-question frame, summary frame with Table 3's
-    values beside ours). Summary: accuracy (%) and depth (mean over all answer tokens of the split)."""
+    values beside ours). Summary: accuracy (%) and depth (mean over all answer tokens of the split;
+    NaN where no question got an answer token, e.g. a model that answers with EOS at once)."""
     shots = read_rows(shots) if not isinstance(shots, list) else shots
     per_row = []
     for split in splits:
@@ -206,7 +207,7 @@ def evaluate_gsm(models: dict, tokenizer, folder: str | Path, shots: str | Path 
     frame = pd.DataFrame(per_row)
     g = frame.groupby(["variant", "split"], sort=False)
     summary = pd.DataFrame({"n": g.size(), "accuracy": 100 * g["correct"].mean(),
-                            "depth": g["depth_sum"].sum() / g["answer_tokens"].sum().clip(lower=1)}).reset_index()
+                            "depth": g["depth_sum"].sum() / g["answer_tokens"].sum().where(lambda n: n > 0)}).reset_index()
     paper = TABLE3.rename(columns={"accuracy": "paper_accuracy", "depth": "paper_depth"})
     return frame, summary.merge(paper, on=["variant", "split"], how="left")
 

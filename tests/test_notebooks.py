@@ -33,6 +33,9 @@ TINY = {
     "08_training_dynamics": dict(mano_steps=20, brevo_steps=10, checkpoint_every=5, eval_per_knob=4),
     "11_mano_question_tokens": dict(run_dir="no/such/run", steps=40, eval_per_knob=16),
     "12_brevo_answer_regression": dict(run_dir="no/such/run", steps=40, eval_per_knob=16, correct_only=False),
+    # lr 1e-7: six steps leave the random model random, so it keeps talking (a briefly trained one says EOS at once)
+    "13_natural_language": dict(steps=6, batch_size=4, lr=1e-7, max_length=64, documents=120, limit=2,
+                                max_new_tokens=6, splits=["main", "p2"]),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20),
 }
@@ -203,6 +206,22 @@ def _check_pareto(run):
     assert (spread["accuracy_min"] <= spread["accuracy"]).all() and (spread["accuracy"] <= spread["accuracy_max"]).all()
 
 
+def _check_natural_language(run):
+    import pandas as pd
+
+    summary = pd.read_csv(run / "gsm_summary.csv")
+    assert sorted(zip(summary["variant"], summary["split"])) == sorted(
+        (v, s) for v in ("fixed-depth", "ANIRA-E", "ANIRA-O") for s in ("main", "p2")) and (summary["n"] == 2).all()
+    assert summary["accuracy"].between(0, 100).all() and summary["depth"].between(1, 4).all()
+    assert (summary.loc[summary["variant"] == "fixed-depth", "depth"] == 4).all()  # the baseline runs all D
+    assert summary["paper_accuracy"].notna().all()
+    rows = pd.read_csv(run / "gsm_rows.csv")
+    assert len(rows) == 12 and set(rows["correct"]) <= {True, False} and (rows["answer_tokens"] > 0).all()
+    for variant in ("fixed-depth", "anira-e", "anira-o"):  # each fine-tuned to its last step, model saved
+        assert (run / variant / "run" / "model" / "config.json").is_file()
+        assert (run / variant / "run" / "model" / "tokenizer.json").is_file()
+
+
 def _check_question_tokens(run):
     import pandas as pd
 
@@ -225,7 +244,7 @@ def _check_answer_regression(run):
         assert {"N", "out_degree_dep", "frontier", "newly_enabled"} <= set(rows.feature)  # the paper's rows
 
 
-CHECKS = {"09_mano_extrapolation": _check_extrapolation, "10_pareto": _check_pareto, "08_training_dynamics": _check_dynamics, "14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+CHECKS = {"13_natural_language": _check_natural_language, "09_mano_extrapolation": _check_extrapolation, "10_pareto": _check_pareto, "08_training_dynamics": _check_dynamics, "14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 
