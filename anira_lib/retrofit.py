@@ -164,6 +164,10 @@ def split_fused_block(parts: dict[str, torch.Tensor], n_heads: int, n_kv_heads: 
     missing = [n for n in need if n not in parts]
     if missing:
         raise RetrofitError(f"{where} has no {missing}; a retrofitted block holds {list(need)}.")
+    extra = sorted(set(parts) - set(need))
+    if extra:  # e.g. Huginn's sandwich norms (norm_3, norm_4): a Llama block has no place for them
+        raise RetrofitError(f"{where} also holds {extra}, which a Llama block has no place for; this loader reads "
+                            "retrofitted Llama checkpoints (pre-norm blocks), not other recurrent-depth models.")
     wqkv, fc = parts["attn.Wqkv.weight"], parts["mlp.fc.weight"]
     H = wqkv.shape[1]
     if (n_heads + 2 * n_kv_heads) * (wqkv.shape[0] // (n_heads + 2 * n_kv_heads)) != wqkv.shape[0]:

@@ -103,7 +103,7 @@ def fuse(layer) -> dict:
             "mlp.fc.weight": torch.cat([m.gate_proj.weight, m.up_proj.weight]), "mlp.proj.weight": m.down_proj.weight}
 
 
-def write_fused(model, folder, drop=None):
+def write_fused(model, folder, drop=None, add=None):
     m = model.model
     state = {"transformer.wte.weight": m.embed_tokens.weight, "transformer.adapter.weight": m.injection[0].weight,
              "transformer.ln_f.weight": m.norm.weight, "lm_head.weight": model.lm_head.weight,
@@ -111,6 +111,7 @@ def write_fused(model, folder, drop=None):
     for part, layers in (("prelude", m.prelude), ("core_block", m.core), ("coda", m.coda)):
         for i, layer in enumerate(layers):
             state.update({f"transformer.{part}.{i}.{k}": v for k, v in fuse(layer).items()})
+    state.update(add or {})
     state = {k: v.detach().clone().contiguous() for k, v in state.items() if k != drop}
     folder.mkdir(parents=True, exist_ok=True)
     save_file(state, str(folder / "model.safetensors"))
@@ -143,6 +144,9 @@ def test_fused_checkpoints_it_cannot_read_are_named(tmp_path):
     write_fused(source, tmp_path / "b", drop="transformer.adapter.weight")
     with pytest.raises(RetrofitError, match=r"no tensor named \*adapter.weight"):
         load_retrofitted(tmp_path / "b", max_depth=3)
+    write_fused(source, tmp_path / "d", add={"transformer.coda.0.norm_3.weight": torch.ones(32)})
+    with pytest.raises(RetrofitError, match=r"coda.0 also holds \['norm_3.weight'\]"):
+        load_retrofitted(tmp_path / "d", max_depth=3)
     write_fused(source, tmp_path / "c")
     with pytest.raises(RetrofitError, match="not a multiple of 5 query"):
         load_retrofitted(tmp_path / "c", max_depth=3, num_attention_heads=5, num_key_value_heads=5)
