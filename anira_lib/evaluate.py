@@ -90,7 +90,6 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
 
 
-
 def depth_trend(rows) -> float:
     """Spearman correlation between the knob and d̄ across rows (a frame or dicts; NaN if d̄ is constant)."""
     rows = pd.DataFrame(rows)

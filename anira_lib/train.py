@@ -84,6 +84,10 @@ def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
         if model.config.vocab_size < task.vocab_size:
             raise ValueError(f"init_from's vocabulary ({model.config.vocab_size}) is smaller than the task's "
                              f"tokenizer ({task.vocab_size}); train with the model's own tokenizer.")
+        if model.config.decider != cfg.decider:
+            raise ValueError(f"init_from={cfg.init_from!r} holds a model with decider={model.config.decider!r}, the "
+                             f"run config says decider={cfg.decider!r}; set decider={model.config.decider!r} (the "
+                             "decider is part of the saved model).")
         for name in LOSS_FIELDS:
             setattr(model.config, name, getattr(cfg, name))
         return model

@@ -108,7 +108,7 @@ def lm_setup(tmp_path):
     return {"task": "packed_lm", "task_args": {"data": str(tmp_path / "corpus" / "part1.jsonl"),
                                                "tokenizer": str(tmp_path / "tok"), "max_length": 16, "eval_rows": 4,
                                                "cache_dir": str(tmp_path / "cache")},
-            "init_from": str(tmp_path / "anira"), "batch_size": 4, "log_every": 1, "checkpoint_every": 3,
+            "init_from": str(tmp_path / "anira"), "decider": "online", "batch_size": 4, "log_every": 1, "checkpoint_every": 3,
             "warmup_steps": 1, "progress": False, "kl_beta": 0.05}
 
 
@@ -122,6 +122,10 @@ def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
     resumed = train(TrainConfig.from_dict({**base, "steps": 6, "out_dir": str(tmp_path / "part")}), resume=True)
     assert [m["loss"] for m in resumed.metrics] == [m["loss"] for m in full.metrics]
     assert full.model.config.kl_beta == 0.05 and full.model.config.decider == "online"
+    with pytest.raises(ValueError, match="holds a model with decider='online', the run config says decider='early'"):
+        train(TrainConfig.from_dict({**base, "decider": "early", "steps": 1, "out_dir": str(tmp_path / "wrong")}))
+    with pytest.raises(FileNotFoundError, match="is not a saved model"):
+        train(TrainConfig.from_dict({**base, "init_from": str(tmp_path), "steps": 1, "out_dir": str(tmp_path / "none")}))
     assert (tmp_path / "full" / "model" / "tokenizer.json").is_file()  # the tokenizer beside the model
     batch = full.task.train_batch(0, 4)
     assert batch["input_ids"].shape == (4, 16) and (batch["position_ids"] == 0).sum() >= 4
@@ -134,6 +138,7 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path):
     """torchrun, 2 CPU processes: 4 steps, then 2 more resumed from the checkpoint."""
     base = lm_setup(tmp_path)
     args = [f"task={base['task']}", f"task_args={json.dumps(base['task_args'])}", f"init_from={base['init_from']}",
+            "decider=online",
             "batch_size=4", "checkpoint_every=2", "log_every=1", "progress=false", "warmup_steps=1", f"out_dir={tmp_path / 'ddp'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "anira_lib.train"]
