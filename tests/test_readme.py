@@ -48,12 +48,21 @@ def test_mano_encode_builds_the_prompt_of_an_example():
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_every_task_gives_the_model_its_own_end_token(name):
+def test_every_task_gives_the_model_its_own_end_token(name, tmp_path):
     knobs = {"clrs": {"algorithms": ["minimum"]}}.get(name, {})
+    if name == "packed_lm":  # local text and the model's tokenizer, made here
+        from .test_packing import write_corpus
+        from .test_retrofit import trained_tokenizer
+
+        write_corpus(tmp_path / "corpus", 60)
+        trained_tokenizer().save_pretrained(tmp_path / "tok")
+        knobs = {"data": str(tmp_path / "corpus" / "part1.jsonl"), "tokenizer": str(tmp_path / "tok"),
+                 "max_length": 16, "eval_rows": 2, "cache_dir": str(tmp_path / "cache")}
     cfg = TrainConfig(task=name, task_args=knobs)
     task = get_task(name, **knobs)
     model_cfg = build_model(cfg, task).config
     assert (model_cfg.bos_token_id, model_cfg.eos_token_id) == (task.bos_id, task.eos_id)
-    assert task.eos_id is None or task.decode([task.eos_id]) in (["<eos>"], "<eos>")
+    end = "</s>" if name == "packed_lm" else "<eos>"  # packed_lm's is its tokenizer's
+    assert task.eos_id is None or task.decode([task.eos_id]) in ([end], end)
     if name == "mano":
         assert task.eos_id is None  # the paper's MANO format has no end token (it used to claim a BOS id)

@@ -101,6 +101,9 @@ class PackedLMTask(TaskSampler):
         return Example(tokens, [lab != -100 for lab in row["labels"].tolist()], 0,
                        {"position_ids": row["position_ids"].tolist()})
 
+    def decode(self, tokens) -> str:
+        return self._tokenizer.decode(list(tokens))
+
     def save_pretrained(self, path) -> None:
         """The tokenizer beside the model, so the run directory is self-contained."""
         self._tokenizer.save_pretrained(path)
