@@ -29,8 +29,8 @@ def worked_problem_corpus(n: int, seed: int = 0) -> list[str]:
     return [f"Q: {r['question']}\nA: Let's think step by step. {chain_of_thought(r['answer'])}" for r in rows]
 
 
-def train_tokenizer(texts: list[str], folder: str | Path, vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained on `texts`, saved to `folder` (transformers' format)."""
+def train_tokenizer(texts: list[str], folder: str | Path | None = None, vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on `texts`, saved to `folder` if given (transformers' format)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -40,7 +40,8 @@ def train_tokenizer(texts: list[str], folder: str | Path, vocab_size: int = 512)
     tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.save_pretrained(folder)
+    if folder is not None:
+        fast.save_pretrained(folder)
     return fast
 
 
@@ -107,7 +108,7 @@ def natural_language_run(llama_dir, corpus, gsm_dir, shots, out_dir, prelude: in
         else:
             models[name] = AniraForCausalLM.from_pretrained(init)
     if configs:
-        for name, result in zip([n for n in variants], train_parallel(configs, processes=processes, resume="auto")):
+        for name, result in zip(variants, train_parallel(configs, processes=processes, resume="auto")):
             models[name], runs[name] = result.model, result
     tokenizer = AutoTokenizer.from_pretrained(out_dir / variant_dir(next(iter(variants))) / "init")
     rows, summary = evaluate_gsm(models, tokenizer, gsm_dir, shots, splits=splits, limit=limit,

@@ -159,16 +159,10 @@ def test_fused_checkpoints_it_cannot_read_are_named(tmp_path):
 
 def trained_tokenizer():
     """A byte-level BPE tokenizer trained on the spot (nothing downloaded); decoding gives the text back."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from anira_lib.natural_language import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     corpus = ["two plus three is five", "one and one make two", "Q: how many? A: 4, 5.5 or -6."] * 20
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    return train_tokenizer(corpus, vocab_size=300)
 
 
 def test_convert_llama_folder_to_folder_keeps_the_tokenizer_and_auto_loads(tmp_path):
