@@ -96,16 +96,17 @@ def _quiet_transformers_bars():
             hf_logging.enable_progress_bar()
 
 
-def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None) -> None:
+def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None, state_dict=None) -> None:
     """`save_pretrained` (and `extra(folder)`, e.g. a tokenizer) into a temporary sibling folder, then
-    swap it into place."""
+    swap it into place. state_dict: the weights to write, when not the model's own (a sharded model's
+    gathered full state)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         with _quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))  # it edits the dict
         if extra is not None:
             extra(tmp)
         old = folder.with_name(f".{folder.name}.old.tmp")

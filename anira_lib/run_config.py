@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .configuration import AniraConfig
+from .sharding import SHARDINGS
 
 
 @dataclass
@@ -45,6 +46,8 @@ class TrainConfig:
     # optimisation (AdamW, linear warm-up then constant LR, gradient clipping)
     steps: int = 1000
     batch_size: int = 128  # global: split evenly across DDP ranks
+    grad_accum: int = 1  # micro-batches per step: each process's share of batch_size in this many
+    #   forward/backward passes (same gradient as one pass, less activation memory)
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.0
@@ -53,6 +56,7 @@ class TrainConfig:
     # machinery
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "float32" | "bfloat16"
+    sharding: str = "ddp"  # under torchrun: "ddp" (a full copy per process) or "fsdp" (FSDP2 fully_shard)
     compile: bool = False  # torch.compile the training step (CPU too: ~1.7x the steps/s at the demo size)
     out_dir: str = "runs/mano"
     log_every: int = 25
@@ -78,7 +82,7 @@ class TrainConfig:
                 except ValueError:
                     pass
             _check_type(f.name, getattr(self, f.name), f.type)
-        positive = ("steps", "batch_size", "log_every", "checkpoint_every")
+        positive = ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -86,6 +90,9 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}.")
         if self.warmup_steps < 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("warmup_steps, grad_clip and weight_decay must be >= 0.")
+        if self.sharding not in SHARDINGS:
+            raise ValueError(f"sharding={self.sharding!r} is unknown; use 'ddp' (a full model per process) or "
+                             "'fsdp' (FSDP2: parameters, gradients and optimizer state sharded across processes).")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r} is unknown; use 'auto', 'float32' or 'bfloat16'.")
         self.model_config()  # model knobs: AniraConfig validates them and names the bad field
@@ -96,6 +103,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every key's default value."""
+        return cls().to_dict()
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod

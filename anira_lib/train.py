@@ -4,8 +4,9 @@
     torchrun --nproc_per_node 4 -m anira_lib.train --config configs/mano_paper.yaml
 
 AdamW (fused), linear warm-up then constant LR, gradient clipping, bf16 autocast on GPU, and
-`torch.compile` of the step with `compile=true` (GPU or CPU: `compile_for_training`). DDP is
-picked up from torchrun's environment (WORLD_SIZE > 1): no launcher of our own. Rank 0 writes
+`torch.compile` of the step with `compile=true` (GPU or CPU: `compile_for_training`), gradient
+accumulation with `grad_accum=K`. DDP, or FSDP2 with `sharding=fsdp` (`sharding.py`), is picked up
+from torchrun's environment (WORLD_SIZE > 1): no launcher of our own. Rank 0 writes
 `out_dir/`: `train_config.yaml`, `metrics.jsonl` + `metrics.csv`, `checkpoint.pt` (model,
 optimizer, scheduler, RNG states, step; written atomically every `checkpoint_every` steps) and the
 final `model/` (save_pretrained). `--resume` continues from `checkpoint.pt` exactly: batch k of
@@ -41,6 +42,7 @@ from .model import IGNORE_INDEX, AniraForCausalLM
 from .progress import QueueBar, progress_bar, relay
 from .run_config import TrainConfig
 from .run_dir import RunDirError, claim_run_dir, existing_run
+from .sharding import gradient_sync, is_sharded, load_optimizer_state, model_state, optimizer_state, shard_model
 from .tasks import get_task
 
 METRIC_KEYS = ("step", "loss", "ce", "kl", "answer_acc", "answer_depth", "mean_depth", "lr",
@@ -105,6 +107,54 @@ def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
 
 
+def micro_batches(batch: dict, parts: int) -> list[dict]:
+    """`batch` cut along its rows into `parts` equal micro-batches (gradient accumulation)."""
+    if parts == 1:
+        return [batch]
+    return [dict(zip(batch, values)) for values in zip(*(v.chunk(parts) for v in batch.values()))]
+
+
+def loss_counts(batch: dict) -> tuple[int, int]:
+    """(supervised targets, KL positions) of a host batch: what the model's CE and KL means average
+    over (labels shifted by one; the attention mask's tokens, or every token of a packed batch)."""
+    targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    positions = batch["input_ids"].numel() if "position_ids" in batch else int(batch["attention_mask"].sum())
+    return targets, positions
+
+
+def share_of_loss(out, ce_share: float, kl_share: float, beta: float) -> torch.Tensor:
+    """A micro-batch's part of its step's loss (Eq. 3): its CE and KL means weighted by its share of
+    the step's targets and KL positions, so the parts' gradients sum to the whole batch's. With
+    shares 1.0 this is `out.loss` itself."""
+    if ce_share == 1.0 and kl_share == 1.0:
+        return out.loss
+    if out.kl_loss is None:
+        return out.ce_loss * ce_share
+    return out.ce_loss * ce_share + beta * (out.kl_loss * kl_share)
+
+
+def accumulate_gradients(step_model, batch: dict, parts: int, beta: float, device: torch.device, dtype: str = "auto",
+                         wrapper=None, keep: bool = False) -> list[tuple]:
+    """Forward and backward over a host `batch` in `parts` micro-batches whose gradients add up to one
+    pass over the whole batch (`share_of_loss`); gradients are reduced across processes on the last
+    one only (`wrapper`: the DDP / FSDP module, when `step_model` is its compiled form). Returns
+    each micro-batch's (out, batch on device, ce_share, kl_share) when `keep` (a logged step's
+    metrics), else []."""
+    pieces = micro_batches(batch, parts)
+    counts = [loss_counts(p) for p in pieces]
+    targets, positions = (max(sum(c), 1) for c in zip(*counts))
+    kept = []
+    for i, (piece, (n, m)) in enumerate(zip(pieces, counts)):
+        piece = {k: v.to(device, non_blocking=True) for k, v in piece.items()}
+        with gradient_sync(wrapper if wrapper is not None else step_model, sync=i == len(pieces) - 1):
+            with autocast_for(device, dtype):
+                out = step_model(**model_inputs(piece))
+            share_of_loss(out, n / targets, m / positions, beta).backward()
+        if keep:
+            kept.append((out, piece, n / targets, m / positions))
+    return kept
+
+
 def batch_metrics(out, batch) -> dict:
     """Answer accuracy (argmax at supervised positions) and mean exit depths of one batch."""
     labels = batch["labels"][:, 1:]
@@ -116,6 +166,24 @@ def batch_metrics(out, batch) -> dict:
         "answer_depth": depth[:, :-1][sup].mean().item(),
         "mean_depth": depth[batch["attention_mask"].bool()].mean().item(),
     }
+
+
+def _step_metrics(parts: list[tuple], beta: float) -> dict:
+    """loss, ce, kl and `batch_metrics` of a step from its micro-batches' (out, batch, ce_share,
+    kl_share): each a weighted mean, as one pass over the whole batch would give."""
+    row = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "answer_acc": 0.0, "answer_depth": 0.0, "mean_depth": 0.0}
+    tokens = sum(int(b["attention_mask"].sum()) for _, b, _, _ in parts)
+    for out, batch, ce_share, kl_share in parts:
+        kl = out.kl_loss.item() if out.kl_loss is not None else 0.0
+        row["loss"] += share_of_loss(out, ce_share, kl_share, beta).item()
+        row["ce"] += out.ce_loss.item() * ce_share
+        row["kl"] += kl * kl_share
+        m = batch_metrics(out, batch)
+        if ce_share:  # a micro-batch without targets has no accuracy (NaN) and weighs nothing
+            row["answer_acc"] += m["answer_acc"] * ce_share
+            row["answer_depth"] += m["answer_depth"] * ce_share
+        row["mean_depth"] += m["mean_depth"] * int(batch["attention_mask"].sum()) / max(tokens, 1)
+    return row
 
 
 def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -217,9 +285,10 @@ def load_checkpoint(out_dir: str | Path) -> dict:
 def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
     """Refuse to resume a checkpoint with another config, or one already past cfg.steps."""
     now = cfg.to_dict()
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and ckpt["config"].get(k) != now[k])
+    then = {**TrainConfig.defaults(), **ckpt["config"]}  # a key added since the run started: its default
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and then.get(k) != now[k])
     if changed:
-        diffs = ", ".join(f"{k}={ckpt['config'].get(k)!r} (now {now[k]!r})" for k in changed)
+        diffs = ", ".join(f"{k}={then.get(k)!r} (now {now[k]!r})" for k in changed)
         raise RunDirError(f"{path} was written with another config: {diffs}. Only "
                           f"{sorted(RESUMABLE_CHANGES)} may change when resuming; use a new out_dir, or start over "
                           f"with --overwrite (from a notebook: delete {path.parent}).")
@@ -253,6 +322,9 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False,
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} DDP processes.")
     local_batch = cfg.batch_size // world
+    if local_batch % cfg.grad_accum:
+        raise ValueError(f"grad_accum={cfg.grad_accum} must divide each process's batch ({cfg.batch_size} / {world} "
+                         f"processes = {local_batch} rows); pick a grad_accum that divides {local_batch}.")
     device = pick_device(cfg.device)
     if device.type == "cuda" and distributed:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -274,13 +346,13 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False,
 
 def _restore(ckpt, cfg, model, opt, sched, out_dir, rank) -> tuple[int, list[dict]]:
     """(start step, metrics so far): from the checkpoint (metrics truncated at its step, on disk too:
-    rows past it, left by a kill between the two writes, are recomputed), or fresh seeds."""
+    rows past it, left by a kill between the two writes, are recomputed), or fresh seeds. The model's
+    weights are already loaded (`_train`, before sharding); this loads the optimizer and the rest."""
     if ckpt is None:
         torch.manual_seed(cfg.seed * 1000 + rank)
         random.seed(cfg.seed * 1000 + rank)
         return 0, []
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
+    load_optimizer_state(model, opt, ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     start = ckpt["step"]
     metrics = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r["step"] <= start] \
@@ -315,10 +387,12 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
         check_resumable(ckpt, cfg, out_dir / "checkpoint.pt")
 
     model = build_model(cfg, task).to(device)
-    opt = make_optimizer(model, cfg, device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    ddp_model = shard_model(model, cfg.sharding, distributed)  # FSDP shards `model` in place
+    opt = make_optimizer(model, cfg, device)  # after sharding: FSDP's parameters are the shards
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
     start, metrics = _restore(ckpt, cfg, model, opt, sched, out_dir, rank)
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     step_model = compile_for_training(ddp_model, device) if cfg.compile else ddp_model
     if rank == 0:
         atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -330,11 +404,13 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
             dist.all_gather_object(rng, _rng_state())
         else:
             rng = [_rng_state()]
+        weights, moments = model_state(model), optimizer_state(model, opt)  # every rank: FSDP gathers
+        full = weights if is_sharded(model) else None  # save_pretrained of a sharded model needs them
         if rank == 0:  # snapshot and metrics first: the checkpoint's rename commits the step
             if cfg.keep_checkpoints:
-                atomic_save_pretrained(model, out_dir / "checkpoints" / f"step_{step:07d}")
+                atomic_save_pretrained(model, out_dir / "checkpoints" / f"step_{step:07d}", state_dict=full)
             _write_metrics(out_dir, metrics)
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+            atomic_torch_save({"model": weights, "optimizer": moments,
                                "scheduler": sched.state_dict(), "rng": rng, "step": step,
                                "config": cfg.to_dict()}, out_dir / "checkpoint.pt")
 
@@ -347,24 +423,21 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
             _compile_on(step_model, model, task.train_batch(0, local_batch, rank), device, cfg.dtype)
             bar.set_postfix(status="compiled")
         t0, tokens = time.perf_counter(), 0
+        beta = model.config.kl_beta
         for step in range(start, cfg.steps):
             batch = task.train_batch(step, local_batch, rank)
             tokens += int(batch["attention_mask"].sum()) * world  # counted on the host: no device sync
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast_for(device, cfg.dtype):
-                out = step_model(**model_inputs(batch))
             opt.zero_grad(set_to_none=True)
-            out.loss.backward()
+            done = step + 1
+            logged = accumulate_gradients(step_model, batch, cfg.grad_accum, beta, device, cfg.dtype,
+                                          wrapper=ddp_model, keep=done % cfg.log_every == 0 or done == cfg.steps)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            done = step + 1
             fault_point(f"step {done}")
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                row = {"step": done, "loss": out.loss.item(), "ce": out.ce_loss.item(),
-                       "kl": out.kl_loss.item() if out.kl_loss is not None else 0.0,
-                       **batch_metrics(out, batch), "lr": sched.get_last_lr()[0],
+            if logged:
+                row = {"step": done, **_step_metrics(logged, beta), "lr": sched.get_last_lr()[0],
                        "tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
                        "elapsed_s": time.perf_counter() - t0}
                 if not math.isfinite(row["loss"]):
@@ -380,7 +453,13 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
                 save_checkpoint(done)
             bar.update()
         bar.close()
+    sharded = is_sharded(model)
+    weights = model_state(model) if sharded else None
     if rank == 0:
+        if sharded:  # rank 0 saves and returns a whole model, as one process would
+            model = build_model(cfg, task)
+            model.load_state_dict(weights)
+            model.to(device)
         atomic_save_pretrained(model, out_dir / "model", getattr(task, "save_pretrained", None))
     if writer is not None:
         writer.close()
