@@ -69,18 +69,22 @@ def data_files(paths) -> list[str]:
     return out
 
 
-def load_packed(paths, tokenizer, max_length: int, text_field: str = "text", num_proc: int | None = None,
-                cache_dir: str | Path | None = None):
-    """A `datasets.Dataset` of packed rows (input_ids, position_ids, labels; `max_length` each) from
-    local files, tokenised with `tokenizer` (its EOS after every document)."""
+def _documents(files: list[str], text_field: str, streaming: bool, cache_dir=None):
+    """The raw documents of local files through `datasets` (a Dataset, or an IterableDataset read lazily)."""
     import datasets
 
-    files = data_files(paths)
-    raw = datasets.load_dataset(_format(files), data_files=files, split="train",
+    raw = datasets.load_dataset(_format(files), data_files=files, split="train", streaming=streaming,
                                 cache_dir=None if cache_dir is None else str(cache_dir))
-    if text_field not in raw.column_names:
-        raise ValueError(f"{files[0]} has no field {text_field!r} (fields: {raw.column_names}); pass "
+    columns = raw.column_names if raw.column_names is not None else list(next(iter(raw)))
+    if text_field not in columns:
+        raise ValueError(f"{files[0]} has no field {text_field!r} (fields: {columns}); pass "
                          "text_field= the column that holds the documents.")
+    return raw, columns
+
+
+def _tokenized_and_packed(raw, columns, tokenizer, max_length: int, text_field: str, **map_kw):
+    """`raw` tokenised (each document followed by EOS) and packed: the same two `map` steps whether
+    `raw` is read ahead (Dataset) or lazily (IterableDataset), so both give the same rows in order."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos_token; packing needs one to end each document.")
@@ -88,17 +92,96 @@ def load_packed(paths, tokenizer, max_length: int, text_field: str = "text", num
     def tokenize(batch):
         return {"ids": tokenizer(batch[text_field], add_special_tokens=False)["input_ids"]}
 
-    tokens = raw.map(tokenize, batched=True, num_proc=num_proc, remove_columns=raw.column_names, desc="tokenize")
-
     def pack(batch):  # each 1,000 documents drop their last partial row: < max_length tokens
         rows = list(pack_documents(batch["ids"], max_length, eos))
         return {k: [r[k] for r in rows] for k in ("input_ids", "position_ids", "labels")}
 
-    packed = tokens.map(pack, batched=True, batch_size=1000, num_proc=num_proc, remove_columns=["ids"],
-                        desc=f"pack {max_length}")
+    tokens = raw.map(tokenize, batched=True, remove_columns=columns, **map_kw.get("tokenize", {}))
+    return tokens.map(pack, batched=True, batch_size=1000, remove_columns=["ids"], **map_kw.get("pack", {}))
+
+
+def load_packed(paths, tokenizer, max_length: int, text_field: str = "text", num_proc: int | None = None,
+                cache_dir: str | Path | None = None):
+    """A `datasets.Dataset` of packed rows (input_ids, position_ids, labels; `max_length` each) from
+    local files, tokenised with `tokenizer` (its EOS after every document)."""
+    files = data_files(paths)
+    raw, columns = _documents(files, text_field, streaming=False, cache_dir=cache_dir)
+    packed = _tokenized_and_packed(raw, columns, tokenizer, max_length, text_field,
+                                   tokenize={"num_proc": num_proc, "desc": "tokenize"},
+                                   pack={"num_proc": num_proc, "desc": f"pack {max_length}"})
     if not len(packed):
         raise ValueError(f"{files} hold fewer than max_length={max_length} tokens: no full row to train on.")
     return packed.with_format("torch")
 
 
-__all__ = ["pack_documents", "load_packed", "data_files", "FORMATS"]
+def stream_packed(paths, tokenizer, max_length: int, text_field: str = "text", rank: int = 0, world: int = 1):
+    """A `datasets.IterableDataset` of the rows `load_packed` gives, in the same order, read, tokenised
+    and packed only as they are consumed: nothing is tokenised ahead and nothing is held but the
+    batch at hand, so a corpus of any size streams from disk. With `world` > 1, rank `rank` gets its
+    own share (`split_dataset_by_node`): whole files when their count divides `world`, else every
+    world-th packed row, each rank then reading and tokenising every document (so give a large
+    corpus a file count that the process count divides)."""
+    from datasets.distributed import split_dataset_by_node
+
+    files = data_files(paths)
+    raw, columns = _documents(files, text_field, streaming=True)
+    if world > 1:
+        raw = split_dataset_by_node(raw, rank=rank, world_size=world)
+    return _tokenized_and_packed(raw, columns, tokenizer, max_length, text_field)
+
+
+class PackedStream:
+    """Training batches read in order from a stream of packed rows (`make()` builds the stream):
+    batch `step` is rows [step·B, (step+1)·B) of it, the stream starting over (the next epoch) when
+    it runs out. `state_dict()` is the position after the last batch read; a checkpoint keeps it, so
+    a resumed run reads on from there instead of re-reading everything before. A batch asked for
+    out of order is read from a second pass over the stream and leaves the position alone (the
+    trainer compiles on batch 0, whatever step it resumes at)."""
+
+    def __init__(self, make):
+        self._make = make
+        self._stream, self._rows, self._epoch, self._next, self._last = make(), None, 0, 0, None
+        self._read_this_epoch = 0
+
+    def _take(self, count: int) -> list[dict]:
+        rows = []
+        while len(rows) < count:
+            if self._rows is None:
+                self._stream.set_epoch(self._epoch)
+                self._rows = iter(self._stream)
+            row = next(self._rows, None)
+            if row is None:  # the end of the stream: start the next epoch
+                if not self._read_this_epoch:
+                    raise ValueError("the data holds fewer tokens than one row of max_length: nothing to train on.")
+                self._rows, self._epoch, self._read_this_epoch = None, self._epoch + 1, 0
+                continue
+            rows.append(row)
+            self._read_this_epoch += 1
+        return rows
+
+    def batch(self, step: int, batch_size: int) -> list[dict]:
+        """The rows of batch `step` (a list of {input_ids, position_ids, labels})."""
+        if self._last is not None and self._last[0] == (step, batch_size):
+            return self._last[1]
+        if step < self._next:  # out of order: a second pass, from the start
+            side = PackedStream(self._make)
+            side._take(step * batch_size)
+            return side._take(batch_size)
+        self._take((step - self._next) * batch_size)  # a gap: read past it (only when no state was loaded)
+        rows = self._take(batch_size)
+        self._next, self._last = step + 1, ((step, batch_size), rows)
+        return rows
+
+    def state_dict(self) -> dict:
+        """Where the next batch starts: plain ints and strings (a checkpoint loads it with weights_only)."""
+        return {"next_step": self._next, "epoch": self._epoch, "stream": self._stream.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._stream, self._rows, self._last = self._make(), None, None
+        self._next, self._epoch = state["next_step"], state["epoch"]
+        self._read_this_epoch = int(self._next > 0)  # rows were read before the checkpoint
+        self._stream.set_epoch(self._epoch)
+        self._stream.load_state_dict(state["stream"])
+
+
+__all__ = ["pack_documents", "load_packed", "stream_packed", "PackedStream", "data_files", "FORMATS"]

@@ -344,14 +344,25 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False,
             lock.release()
 
 
-def _restore(ckpt, cfg, model, opt, sched, out_dir, rank) -> tuple[int, list[dict]]:
+def _data_state(task, rank: int):
+    """Where `rank`'s next batch starts, for a task that reads its data as a stream (else None)."""
+    return task.data_state(rank) if hasattr(task, "data_state") else None
+
+
+def _restore(ckpt, cfg, task, model, opt, sched, out_dir, rank, world) -> tuple[int, list[dict]]:
     """(start step, metrics so far): from the checkpoint (metrics truncated at its step, on disk too:
     rows past it, left by a kill between the two writes, are recomputed), or fresh seeds. The model's
-    weights are already loaded (`_train`, before sharding); this loads the optimizer and the rest."""
+    weights are already loaded (`_train`, before sharding); this loads the optimizer, a streaming
+    task's positions and the rest."""
     if ckpt is None:
         torch.manual_seed(cfg.seed * 1000 + rank)
         random.seed(cfg.seed * 1000 + rank)
         return 0, []
+    if "data" in ckpt:
+        if len(ckpt["data"]) != world:
+            raise RunDirError(f"{out_dir / 'checkpoint.pt'} was written by {len(ckpt['data'])} processes, each "
+                              f"streaming its own share of the data; resume it with {len(ckpt['data'])} (now {world}).")
+        task.load_data_state(ckpt["data"][rank], rank)
     load_optimizer_state(model, opt, ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     start = ckpt["step"]
@@ -392,18 +403,20 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
     ddp_model = shard_model(model, cfg.sharding, distributed)  # FSDP shards `model` in place
     opt = make_optimizer(model, cfg, device)  # after sharding: FSDP's parameters are the shards
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps))
-    start, metrics = _restore(ckpt, cfg, model, opt, sched, out_dir, rank)
+    start, metrics = _restore(ckpt, cfg, task, model, opt, sched, out_dir, rank, world)
     step_model = compile_for_training(ddp_model, device) if cfg.compile else ddp_model
     if rank == 0:
         atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     writer = _tensorboard(out_dir) if cfg.tensorboard and rank == 0 else None
 
     def save_checkpoint(step):
-        rng = [None] * world
+        local = (_rng_state(), _data_state(task, rank))
+        states = [None] * world
         if distributed:
-            dist.all_gather_object(rng, _rng_state())
+            dist.all_gather_object(states, local)
         else:
-            rng = [_rng_state()]
+            states = [local]
+        rng, data = [r for r, _ in states], [d for _, d in states]
         weights, moments = model_state(model), optimizer_state(model, opt)  # every rank: FSDP gathers
         full = weights if is_sharded(model) else None  # save_pretrained of a sharded model needs them
         if rank == 0:  # snapshot and metrics first: the checkpoint's rename commits the step
@@ -412,7 +425,8 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
             _write_metrics(out_dir, metrics)
             atomic_torch_save({"model": weights, "optimizer": moments,
                                "scheduler": sched.state_dict(), "rng": rng, "step": step,
-                               "config": cfg.to_dict()}, out_dir / "checkpoint.pt")
+                               "config": cfg.to_dict(), **({"data": data} if any(data) else {})},
+                              out_dir / "checkpoint.pt")
 
     with compiled_training(model, device, enabled=cfg.compile):
         model.train()

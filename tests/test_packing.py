@@ -11,7 +11,7 @@ import torch
 
 from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.model import IGNORE_INDEX as X
-from anira_lib.packing import data_files, load_packed, pack_documents
+from anira_lib.packing import PackedStream, data_files, load_packed, pack_documents, stream_packed
 
 from .test_retrofit import tiny_llama, trained_tokenizer
 
@@ -94,6 +94,50 @@ def test_local_files_tokenised_and_packed_through_datasets(tmp_path):
         load_packed(tmp_path / "pq" / "part1.jsonl", tok, 100000)
 
 
+def test_a_stream_gives_load_packeds_rows_in_order_and_each_rank_its_share(tmp_path):
+    write_corpus(tmp_path / "c", 120)
+    tok = trained_tokenizer()
+    path = tmp_path / "c" / "part1.jsonl"
+    ahead = load_packed(path, tok, 16, cache_dir=tmp_path / "cache")
+    streamed = list(stream_packed(path, tok, 16))
+    assert len(streamed) == len(ahead) > 8
+    for key in ("input_ids", "position_ids", "labels"):
+        assert [r[key] for r in streamed] == [ahead[i][key].tolist() for i in range(len(ahead))], key
+    for rank in (0, 1):  # one file for two processes: every other row
+        assert list(stream_packed(path, tok, 16, rank=rank, world=2)) == streamed[rank::2]
+
+
+def test_packed_stream_batches_resume_from_their_state_without_rereading(tmp_path):
+    write_corpus(tmp_path / "c", 120)
+    tok = trained_tokenizer()
+    make = lambda: stream_packed(tmp_path / "c" / "part1.jsonl", tok, 16)  # noqa: E731
+    rows = [r["input_ids"] for r in make()]
+    B = 3
+    epoch = len(rows) // B + 2  # past the end: the stream starts over
+    ref = PackedStream(make)
+    batches = [[r["input_ids"] for r in ref.batch(step, B)] for step in range(epoch)]
+    again = rows + rows
+    assert batches == [again[i * B:(i + 1) * B] for i in range(epoch)]
+    assert [r["input_ids"] for r in ref.batch(1, B)] == batches[1]  # out of order: a second pass...
+    assert [r["input_ids"] for r in ref.batch(epoch, B)] == again[epoch * B:(epoch + 1) * B]  # ...left the position
+
+    first = PackedStream(make)
+    for step in range(4):
+        first.batch(step, B)
+    state = first.state_dict()
+    assert state["next_step"] == 4 and state["epoch"] == 0
+    resumed, fresh = PackedStream(make), PackedStream(make)
+    resumed.load_state_dict(state)
+    taken = []
+    for stream in (resumed, fresh):
+        take = stream._take
+        stream._take = lambda n, take=take: taken.append(n) or take(n)
+    assert [r["input_ids"] for r in resumed.batch(4, B)] == batches[4] == [r["input_ids"] for r in fresh.batch(4, B)]
+    assert taken == [0, B, 4 * B, B]  # from the state: B rows read; without it: the 4·B before them too
+    with pytest.raises(ValueError, match="fewer tokens than one row of max_length"):
+        PackedStream(lambda: stream_packed(tmp_path / "c" / "part1.jsonl", tok, 100000)).batch(0, 1)
+
+
 def lm_setup(tmp_path):
     """A corpus, a tokenizer folder and a converted tiny Llama sized to the tokenizer."""
     from anira_lib.retrofit import convert_llama
@@ -134,9 +178,34 @@ def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
     assert set(model_inputs(batch)) == {"input_ids", "position_ids", "labels"}  # no mask: per-document attention
 
 
-def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path):
-    """torchrun, 2 CPU processes: 4 steps, then 2 more resumed from the checkpoint."""
+def test_a_streaming_run_resumes_where_its_checkpoint_left_the_stream(tmp_path, monkeypatch):
+    from anira_lib.run_config import TrainConfig
+    from anira_lib.train import load_checkpoint, train
+
     base = lm_setup(tmp_path)
+    base["task_args"] = {**base["task_args"], "streaming": True, "eval_data": base["task_args"]["data"]}
+    full = train(TrainConfig.from_dict({**base, "steps": 6, "out_dir": str(tmp_path / "full")}))
+    train(TrainConfig.from_dict({**base, "steps": 3, "out_dir": str(tmp_path / "part")}))
+    state = load_checkpoint(tmp_path / "part")["data"]
+    assert len(state) == 1 and state[0]["next_step"] == 3 and state[0]["stream"]
+    taken, take = [], PackedStream._take
+    monkeypatch.setattr(PackedStream, "_take", lambda self, n: taken.append(n) or take(self, n))
+    resumed = train(TrainConfig.from_dict({**base, "steps": 6, "out_dir": str(tmp_path / "part")}), resume=True)
+    assert [m["loss"] for m in resumed.metrics] == [m["loss"] for m in full.metrics]
+    assert max(taken) == base["batch_size"]  # read on from the checkpoint's position: no re-reading of steps 0-2
+    assert resumed.task.train_rows is None
+    with pytest.raises(ValueError, match="streaming=true .* pass eval_data="):
+        args = {**base["task_args"], "eval_data": None}
+        train(TrainConfig.from_dict({**base, "task_args": args, "steps": 1, "out_dir": str(tmp_path / "x")}))
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path, streaming):
+    """torchrun, 2 CPU processes: 4 steps, then 2 more resumed from the checkpoint (streaming: each
+    process its own share of the rows and its own position in the checkpoint)."""
+    base = lm_setup(tmp_path)
+    if streaming:
+        base["task_args"] = {**base["task_args"], "streaming": True, "eval_data": base["task_args"]["data"]}
     args = [f"task={base['task']}", f"task_args={json.dumps(base['task_args'])}", f"init_from={base['init_from']}",
             "decider=online",
             "batch_size=4", "checkpoint_every=2", "log_every=1", "progress=false", "warmup_steps=1", f"out_dir={tmp_path / 'ddp'}"]
@@ -152,3 +221,10 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path):
     assert ckpt["step"] == 6 and len(ckpt["rng"]) == 2
     lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]  # resumed, nothing logged twice
+    assert ("data" in ckpt) == streaming
+    if streaming:
+        assert [d["next_step"] for d in ckpt["data"]] == [6, 6]  # the rank is in the stream, not its state
+        from anira_lib.train import main
+
+        with pytest.raises(SystemExit, match="written by 2 processes, each streaming its own share.*resume it with 2"):
+            main([*args, "steps=8", "--resume"])

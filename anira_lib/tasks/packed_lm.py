@@ -3,6 +3,10 @@
 Rows come from `packing.load_packed` (fixed length, per-document position ids, loss on every token
 but each document's first). Batch `step` of rank `rank` draws its rows uniformly from the packed set
 with the (seed, rank, step) stream, so a resumed run sees the batches an uninterrupted one would have.
+With `streaming=True` (a corpus too large to tokenise ahead) the rows are read in file order as
+training consumes them (`packing.stream_packed`), each rank its own share; the
+trainer keeps each rank's position in its checkpoint (`data_state`), so a resumed run reads on
+from there and sees the rows the uninterrupted run would have.
 Every row is full: batches carry `position_ids` and an all-ones attention mask, and the trainer passes
 the model the position ids without the mask, which is what makes transformers build the
 block-diagonal (per-document) mask.
@@ -30,6 +34,7 @@ class PackedLMTask(TaskSampler):
     eval_rows: int = 64
     num_proc: int | None = None
     cache_dir: str | None = None
+    streaming: bool = False  # read, tokenise and pack as training consumes rows (needs eval_data)
     seed: int = 0
 
     name = "packed_lm"
@@ -37,17 +42,24 @@ class PackedLMTask(TaskSampler):
     def __post_init__(self):
         from transformers import AutoTokenizer
 
-        from ..packing import load_packed
+        from ..packing import data_files, load_packed
 
         if not self.data or not self.tokenizer:
             raise ValueError("task 'packed_lm' needs data= (local text files or a folder) and tokenizer= "
                              "(the local folder of the model's tokenizer).")
         tok = AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
         kw = dict(text_field=self.text_field, num_proc=self.num_proc, cache_dir=self.cache_dir)
-        rows = load_packed(self.data, tok, self.max_length, **kw)
-        if self.eval_data is not None:
+        if self.streaming:
+            if self.eval_data is None:
+                raise ValueError("streaming=true reads the training data once, in order, so the held-out rows "
+                                 "cannot be cut from it; pass eval_data= (local held-out files).")
+            data_files(self.data)  # a missing file is an error now, not at the first batch
+            rows, held_out = {}, load_packed(self.eval_data, tok, self.max_length, **kw)  # rows: rank -> stream
+        elif self.eval_data is not None:
+            rows = load_packed(self.data, tok, self.max_length, **kw)
             held_out = load_packed(self.eval_data, tok, self.max_length, **kw)
         else:
+            rows = load_packed(self.data, tok, self.max_length, **kw)
             if len(rows) <= self.eval_rows:
                 raise ValueError(f"{self.data} packs into {len(rows)} rows of {self.max_length}, not more than "
                                  f"eval_rows={self.eval_rows}; lower eval_rows or pass eval_data.")
@@ -77,18 +89,48 @@ class PackedLMTask(TaskSampler):
         return self.max_length
 
     @property
-    def train_rows(self) -> int:
-        return len(self._rows)
+    def train_rows(self) -> int | None:
+        """Packed training rows (None when streaming: not known until read)."""
+        return None if self.streaming else len(self._rows)
+
+    @staticmethod
+    def _tensors(picked: dict) -> dict[str, torch.Tensor]:
+        ids = torch.as_tensor(picked["input_ids"])
+        return {"input_ids": ids, "position_ids": torch.as_tensor(picked["position_ids"]),
+                "labels": torch.as_tensor(picked["labels"]), "attention_mask": torch.ones_like(ids),
+                "knob": torch.zeros(len(ids), dtype=torch.long)}
 
     def _batch(self, rows, indices) -> dict[str, torch.Tensor]:
-        picked = rows[list(indices)]
-        ids = picked["input_ids"]
-        return {"input_ids": ids, "position_ids": picked["position_ids"], "labels": picked["labels"],
-                "attention_mask": torch.ones_like(ids), "knob": torch.zeros(len(ids), dtype=torch.long)}
+        return self._tensors(rows[list(indices)])
+
+    def _stream(self, rank: int):
+        """Rank `rank`'s stream of rows (one share of the documents per torchrun process)."""
+        if rank not in self._rows:
+            import torch.distributed as dist
+
+            from ..packing import PackedStream, stream_packed
+
+            world = dist.get_world_size() if dist.is_initialized() else 1
+            self._rows[rank] = PackedStream(lambda: stream_packed(self.data, self._tokenizer, self.max_length,
+                                                                  self.text_field, rank=rank, world=world))
+        return self._rows[rank]
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0) -> dict[str, torch.Tensor]:
+        if self.streaming:
+            rows = self._stream(rank).batch(step, batch_size)
+            return self._tensors({k: [r[k] for r in rows] for k in ("input_ids", "position_ids", "labels")})
         rng = rng_for(self.seed, "train", rank, step)
         return self._batch(self._rows, [rng.randrange(len(self._rows)) for _ in range(batch_size)])
+
+    def data_state(self, rank: int = 0) -> dict | None:
+        """Where rank `rank`'s next batch starts, for a checkpoint (streaming only; else None: batches
+        are a pure function of the step)."""
+        return self._stream(rank).state_dict() if self.streaming else None
+
+    def load_data_state(self, state: dict | None, rank: int = 0) -> None:
+        """Continue rank `rank`'s stream from a `data_state`."""
+        if self.streaming and state is not None:
+            self._stream(rank).load_state_dict(state)
 
     def eval_batches(self, batch_size: int = 8):
         """The held-out rows in order, as batches like train_batch's."""
@@ -96,7 +138,8 @@ class PackedLMTask(TaskSampler):
             yield self._batch(self._held_out, range(i, min(i + batch_size, len(self._held_out))))
 
     def sample(self, rng, knob=None) -> Example:
-        row = self._rows[rng.randrange(len(self._rows))]
+        rows = self._held_out if self.streaming else self._rows  # a stream has no random access
+        row = rows[rng.randrange(len(rows))]
         tokens = row["input_ids"].tolist()
         return Example(tokens, [lab != -100 for lab in row["labels"].tolist()], 0,
                        {"position_ids": row["position_ids"].tolist()})
