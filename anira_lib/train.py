@@ -193,17 +193,21 @@ def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
-def compile_for_training(step_model, device: torch.device):
+def compile_for_training(step_model, device: torch.device, dynamic: bool | None = None):
     """`torch.compile` of the training forward (backward through AOTAutograd), as `compile=true` asks;
     run it inside `compiled_training`. On a CPU inductor's C++ wrapper calls the graph's ~150
     kernels from C++ rather than Python (about a sixth of the compiled demo step).
 
-    Shapes are symbolic from the start (`dynamic=True`): one graph for every batch length, the
-    same whichever length a process meets first (PyTorch's default compiles the first length
-    statically and a second, dynamic graph on the next, so the kernels a step runs would depend on
-    where a resumed run started). At the demo size it steps as fast as the static graph."""
+    Shapes: PyTorch's automatic dynamic (`dynamic=None`, the default). Batches of one length (MANO's
+    and DEPO's at the CPU defaults) get one static graph, whose kernels know every size, which steps
+    faster than symbolic shapes (`dynamic=True`; benchmarks/train_throughput.py --symbolic measures
+    both). Tasks whose batch lengths vary (BREVO) get a static graph for the first length and one
+    symbolic graph for all others. Which graph a step runs is then a function of its batch length
+    alone, the same in a resumed run as in the uninterrupted one, because every run compiles on
+    batch 0 first (`_compile_on`), whatever step it starts at.
+    """
     options = {"cpp_wrapper": True} if device.type == "cpu" else None
-    return torch.compile(step_model, dynamic=True, options=options)
+    return torch.compile(step_model, dynamic=dynamic, options=options)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ Each model is stepped three ways, as the trainer does it (`anira_lib.train`):
   before    eager forward/backward, AdamW's per-tensor loop (the trainer until 2026-12-02)
   eager     eager, fused AdamW (compile=false today)
   compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true)
+  symbolic  the same compiled with symbolic shapes (`dynamic=True`; the trainer until 2026-12-07), with --symbolic
 Every round times `--steps` steps of every (model, way) in turn, so machine noise hits all of them
 alike; `--rounds` rounds (>= 5) give the median and [min-max] printed. Then the ratios: compiled
 over before per model (the CPU speed-up), and each way's step time over Llama's (goals: E <= 1.10x,
@@ -52,7 +53,7 @@ PRESETS = {
 }
 MODELS = {"E": ("ANIRA-E", "early"), "O": ("ANIRA-O", "online"), "fixed": ("fixed-depth", "none"),
           "llama": ("Llama (P+D+C)", "llama")}
-WAYS = ("before", "eager", "compiled")
+WAYS = ("before", "eager", "symbolic", "compiled")
 
 
 def build(kind, p, vocab, device):
@@ -77,10 +78,12 @@ class Stepper:
         self.way, self.amp, self.device = way, amp, device
         fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
-        self.forward = compile_for_training(self.model, device) if way == "compiled" else self.model
+        compiled = way in ("compiled", "symbolic")
+        self.forward = compile_for_training(self.model, device, dynamic=way == "symbolic" or None) if compiled \
+            else self.model
 
     def state(self):
-        return compiled_training(self.model, self.device, enabled=self.way == "compiled")
+        return compiled_training(self.model, self.device, enabled=self.way in ("compiled", "symbolic"))
 
     def step(self, batch):
         with self.amp:
@@ -113,7 +116,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps per (model, way) and round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (demo preset: 1, as make demo runs)")
-    ap.add_argument("--no-compile", action="store_true", help="skip the compiled way (no compilation minutes)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compiled ways (no compilation minutes)")
+    ap.add_argument("--symbolic", action="store_true", help="also the compiled step with symbolic shapes")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     args = ap.parse_args()
     if args.rounds < 5:
@@ -130,7 +134,8 @@ def main():
     task = get_task(p["task"], seed=0, **p["task_args"])
     batches = [{k: v.to(device) for k, v in task.train_batch(i, p["batch"]).items()} for i in range(args.steps)]
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    ways = [w for w in WAYS if not (args.no_compile and w == "compiled")]
+    ways = [w for w in WAYS if not ((args.no_compile and w in ("compiled", "symbolic"))
+                                    or (w == "symbolic" and not args.symbolic))]
 
     steppers = {}
     for name, kind in kinds.items():
@@ -140,8 +145,8 @@ def main():
             with s.state():
                 for b in batches[:2]:  # warm-up (and compilation)
                     s.step(b)
-            if way == "compiled":
-                print(f"compiled {name} in {time.perf_counter() - t0:.0f} s", flush=True)
+            if way in ("compiled", "symbolic"):
+                print(f"{way} {name} in {time.perf_counter() - t0:.0f} s", flush=True)
 
     def sync():
         if device.type == "cuda":

@@ -163,11 +163,13 @@ def test_train_parallel_reports_a_killed_worker(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("decider", ["early", "online"])
-def test_compiled_run_resumes_exactly(tmp_path, decider):
+@pytest.mark.parametrize("decider,task", [("early", {}), ("online", {"task": "brevo", "task_args": {"max_nodes": 4}})])
+def test_compiled_run_resumes_exactly(tmp_path, decider, task):
     """compile=true (inductor, C++ wrapper on CPU): a resumed run reproduces its own uninterrupted run bit for
-    bit, and the model it returns attends through its original (SDPA) implementation again."""
-    cfg = {**TINY, "decider": decider, "compile": True}
+    bit, and the model it returns attends through its original (SDPA) implementation again. MANO's batches
+    have one length (one static graph); these BREVO batches two (20, 18 at steps 4 and 6: a static graph and
+    a symbolic one), and the run resumed at step 6 must run each step on the graph the first run used."""
+    cfg = {**TINY, "decider": decider, "compile": True, **task}
     full = train(TrainConfig.from_dict({**cfg, "out_dir": str(tmp_path / "full")}))
     train(TrainConfig.from_dict({**cfg, "out_dir": str(tmp_path / "part"), "steps": 6}))
     train(TrainConfig.from_dict({**cfg, "out_dir": str(tmp_path / "part")}), resume=True)
