@@ -187,6 +187,9 @@ def main():
         for name in kinds:
             speedup = [b / c for b, c in zip(times[name, "before"], times[name, "compiled"])]
             print(f"  {name:<15} compiled speed-up over before: {spread(speedup)}x")
+            if "symbolic" in ways:
+                static = [s / c for s, c in zip(times[name, "symbolic"], times[name, "compiled"])]
+                print(f"  {name:<15} static shapes' speed-up over symbolic: {spread(static)}x")
     for way in ways if ref else ():
         vs = {name: [t / r for t, r in zip(times[name, way], times[ref, way])] for name in kinds if name != ref}
         print(f"  {way:<9} vs Llama: " + ", ".join(f"{n} {spread(v)}x" for n, v in vs.items())

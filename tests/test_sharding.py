@@ -104,3 +104,18 @@ def test_fsdp_trains_as_ddp_does_and_resumes_exactly(tmp_path):
     for folder in (tmp_path / "fsdp" / "model", tmp_path / "fsdp" / "checkpoints" / "step_0000006"):
         saved = AniraForCausalLM.from_pretrained(folder).state_dict()
         assert all(torch.allclose(saved[k], fsdp["model"][k]) for k in fsdp["model"]), folder
+
+
+def test_a_checkpoint_from_before_the_new_keys_resumes_with_their_defaults(tmp_path):
+    """Runs checkpointed before grad_accum / sharding existed resume: a missing key counts as its default."""
+    cfg = {**TINY, "steps": 3, "out_dir": str(tmp_path)}
+    train(TrainConfig.from_dict(cfg))
+    ckpt = load_checkpoint(tmp_path)
+    for key in ("grad_accum", "sharding"):
+        del ckpt["config"][key]
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert len(train(TrainConfig.from_dict({**cfg, "steps": 5}), resume=True).metrics) == 5
+    from anira_lib.run_dir import RunDirError
+
+    with pytest.raises(RunDirError, match=r"grad_accum=1 \(now 2\)"):  # a real change is still refused
+        train(TrainConfig.from_dict({**cfg, "steps": 6, "grad_accum": 2}), resume=True)
