@@ -210,18 +210,24 @@ def compile_for_training(step_model, device: torch.device, dynamic: bool | None 
     return torch.compile(step_model, dynamic=dynamic, options=options)
 
 
+EAGER_ATTENTION_MAX_LEN = 32  # compiled CPU training: matmul + softmax attention up to this length
+
+
 @contextmanager
-def compiled_training(model, device: torch.device, enabled: bool = True):
-    """What a compiled training loop changes in the model, put back on exit: on a CPU, attention as
-    plain matmul + softmax (`eager`), which inductor fuses, in place of SDPA's CPU flash kernel (slow
-    on rows of ~10 keys; benchmarks/train_throughput.py). The model saved and returned attends
-    through its own implementation again.
+def compiled_training(model, device: torch.device, enabled: bool = True, seq_len: int | None = None):
+    """What a compiled training loop changes in the model, put back on exit: on a CPU, for sequences
+    of at most EAGER_ATTENTION_MAX_LEN tokens (`seq_len`: the run's first batch's length; None: short),
+    attention as plain matmul + softmax (`eager`), which inductor fuses, in place of SDPA's CPU flash
+    kernel, slow on rows of ~10 keys; on longer rows SDPA's kernel wins. Compiled step, eager vs SDPA
+    attention (2026-12-07, one thread): T = 10 (demo) 39.6 vs 45.4 ms, T = 32 (03_depo) 116 vs 118 ms,
+    T ≈ 45 (02_brevo) 196 vs 183 ms, T = 512 (04_lano) 248 vs 178 ms (208 ms uncompiled). The model
+    saved and returned attends through its own implementation again.
 
     Exactness: compiled random ops draw their seeds from the torch generator, so a compiled run
     resumes exactly (tests/test_train.py), but its random stream differs from an eager run with the
     same seed. The model keeps its embedding out of the graph (`AniraModel.embed`), whose compiled
     backward would be an atomic scatter-add."""
-    if not enabled or device.type != "cpu":
+    if not enabled or device.type != "cpu" or (seq_len or 0) > EAGER_ATTENTION_MAX_LEN:
         yield
         return
     attn = model.config._attn_implementation
@@ -432,13 +438,14 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
                                "config": cfg.to_dict(), **({"data": data} if any(data) else {})},
                               out_dir / "checkpoint.pt")
 
-    with compiled_training(model, device, enabled=cfg.compile):
+    first = task.train_batch(0, local_batch, rank) if cfg.compile else None  # what the graph is compiled on
+    with compiled_training(model, device, enabled=cfg.compile, seq_len=None if first is None else first["input_ids"].shape[1]):
         model.train()
         bar = _progress(cfg, start, progress_queue, rank)
         if cfg.compile:
             bar.set_postfix(status="compiling the step (about a minute, ~20 s when cached)")
             bar.refresh()
-            _compile_on(step_model, model, task.train_batch(0, local_batch, rank), device, cfg.dtype)
+            _compile_on(step_model, model, first, device, cfg.dtype)
             bar.set_postfix(status="compiled")
         t0, tokens = time.perf_counter(), 0
         beta = model.config.kl_beta

@@ -73,9 +73,9 @@ class Stepper:
     returns the loss);
     `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step."""
 
-    def __init__(self, kind, way, p, vocab, device, amp):
+    def __init__(self, kind, way, p, vocab, device, amp, seq_len):
         self.model = build(kind, p, vocab, device)
-        self.way, self.amp, self.device = way, amp, device
+        self.way, self.amp, self.device, self.seq_len = way, amp, device, seq_len
         fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
         compiled = way in ("compiled", "symbolic")
@@ -83,7 +83,8 @@ class Stepper:
             else self.model
 
     def state(self):
-        return compiled_training(self.model, self.device, enabled=self.way in ("compiled", "symbolic"))
+        return compiled_training(self.model, self.device, enabled=self.way in ("compiled", "symbolic"),
+                                 seq_len=self.seq_len)
 
     def step(self, batch):
         with self.amp:
@@ -140,7 +141,7 @@ def main():
     steppers = {}
     for name, kind in kinds.items():
         for way in ways:
-            s = steppers[name, way] = Stepper(kind, way, p, task.vocab_size, device, amp)
+            s = steppers[name, way] = Stepper(kind, way, p, task.vocab_size, device, amp, batches[0]["input_ids"].shape[1])
             t0 = time.perf_counter()
             with s.state():
                 for b in batches[:2]:  # warm-up (and compilation)
