@@ -190,3 +190,24 @@ def test_compiled_training_computes_what_eager_training_does(tmp_path):
     assert len(eager) == len(compiled) == TINY["steps"]
     assert compiled == pytest.approx(eager, rel=1e-4)
     assert eager[-1] < eager[0]
+
+
+def test_compiled_cpu_training_attends_eagerly_on_short_rows_only():
+    """Matmul + softmax attention (which inductor fuses) up to EAGER_ATTENTION_MAX_LEN tokens, SDPA's kernel
+    past it; the model's own implementation is back afterwards, also when the loop raises."""
+    from anira_lib import AniraConfig, AniraForCausalLM
+    from anira_lib.train import EAGER_ATTENTION_MAX_LEN, compiled_training
+
+    model = AniraForCausalLM(AniraConfig(vocab_size=8, hidden_size=16, intermediate_size=32, num_attention_heads=2))
+    cpu = torch.device("cpu")
+    assert model.config._attn_implementation == "sdpa"
+    for seq_len, inside in ((None, "eager"), (10, "eager"), (EAGER_ATTENTION_MAX_LEN, "eager"),
+                            (EAGER_ATTENTION_MAX_LEN + 1, "sdpa"), (512, "sdpa")):
+        with compiled_training(model, cpu, enabled=True, seq_len=seq_len):
+            assert model.config._attn_implementation == inside, seq_len
+        assert model.config._attn_implementation == "sdpa"
+    with compiled_training(model, cpu, enabled=False, seq_len=10):
+        assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(KeyError), compiled_training(model, cpu, enabled=True, seq_len=10):
+        raise KeyError
+    assert model.config._attn_implementation == "sdpa"
