@@ -75,7 +75,7 @@ def _documents(files: list[str], text_field: str, streaming: bool, cache_dir=Non
 
     raw = datasets.load_dataset(_format(files), data_files=files, split="train", streaming=streaming,
                                 cache_dir=None if cache_dir is None else str(cache_dir))
-    columns = raw.column_names if raw.column_names is not None else list(next(iter(raw)))
+    columns = raw.column_names if raw.column_names is not None else list(next(iter(raw), {}))  # JSON streams: from the first record
     if text_field not in columns:
         raise ValueError(f"{files[0]} has no field {text_field!r} (fields: {columns}); pass "
                          "text_field= the column that holds the documents.")

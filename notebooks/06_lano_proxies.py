@@ -36,7 +36,8 @@ window = 512                 # only used when training here (same defaults as 04
 max_depth = 4
 hidden_size = 64
 intermediate_size = 256
-steps = 600
+steps = 3000
+compile_training = True
 batch_size = 4
 eval_windows = 32
 processes = 2
@@ -62,7 +63,8 @@ if not eval_file.exists():
     print(f"{eval_file} not found: training tiny LANO models in {out_dir}")
     settings = dict(task="lano", task_args={"window": window}, max_depth=max_depth, hidden_size=hidden_size,
                     intermediate_size=intermediate_size, num_attention_heads=4, steps=steps, batch_size=batch_size,
-                    lr=2e-3, warmup_steps=min(50, steps), seed=seed, checkpoint_every=max(steps // 4, 1))
+                    lr=2e-3, warmup_steps=min(50, steps), seed=seed, checkpoint_every=max(steps // 4, 1),
+                    compile=compile_training)
     runs = train_variants(settings, out_dir, processes=processes)
     evaluate_lano(runs, eval_windows, out_dir, generations=0)
     eval_file = Path(out_dir) / "lano_eval.npz"

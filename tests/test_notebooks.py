@@ -19,7 +19,7 @@ TINY = {
     "03_depo": dict(steps=20, batch_size=16, eval_per_knob=8, max_k=3, hidden_size=32, intermediate_size=64,
                     compile_training=False),
     "04_lano": dict(steps=10, batch_size=2, window=160, eval_windows=4, generations=2, hidden_size=32,
-                    intermediate_size=64),
+                    intermediate_size=64, compile_training=False),
     "05_clrs": dict(algorithms=["minimum", "insertion_sort"], train_sizes={"minimum": [4, 5], "insertion_sort": [4]},
                     eval_sizes={"minimum": [4, 5, 6], "insertion_sort": [4, 5]}, train_samples=50, eval_per_pair=5,
                     steps=10, batch_size=4, hidden_size=32, intermediate_size=64),
@@ -37,7 +37,7 @@ TINY = {
     "13_natural_language": dict(steps=6, batch_size=4, lr=1e-7, max_length=64, documents=120, limit=2,
                                 max_new_tokens=6, splits=["main", "p2"]),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
-                            hidden_size=32, intermediate_size=64, n_boot=20),
+                            hidden_size=32, intermediate_size=64, n_boot=20, compile_training=False),
 }
 KNOBS = {"01_mano": [1, 2, 3], "02_brevo": [3, 4, 5], "03_depo": [1, 2, 3]}
 PROGRESS = {"01_mano": "mano", "02_brevo": "brevo", "03_depo": "depo"}  # notebook -> task name in its bars
