@@ -71,9 +71,11 @@ def build(kind, p, vocab, device):
 class Stepper:
     """One model trained one way: `step(batch)` is the trainer's step (forward, backward, clip, AdamW;
     returns the loss);
-    `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step."""
+    `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step.
+    seq_len: the batches' length, which picks the compiled CPU step's attention as the trainer does
+    (`compiled_training`; None counts as short)."""
 
-    def __init__(self, kind, way, p, vocab, device, amp, seq_len):
+    def __init__(self, kind, way, p, vocab, device, amp, seq_len=None):
         self.model = build(kind, p, vocab, device)
         self.way, self.amp, self.device, self.seq_len = way, amp, device, seq_len
         fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
