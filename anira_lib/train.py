@@ -141,7 +141,7 @@ def accumulate_gradients(step_model, batch: dict, parts: int, beta: float, devic
     each micro-batch's (out, batch on device, ce_share, kl_share) when `keep` (a logged step's
     metrics), else []."""
     pieces = micro_batches(batch, parts)
-    counts = [loss_counts(p) for p in pieces]
+    counts = [loss_counts(p) for p in pieces] if parts > 1 else [(1, 1)]  # one pass: shares 1, no counting
     targets, positions = (max(sum(c), 1) for c in zip(*counts))
     kept = []
     for i, (piece, (n, m)) in enumerate(zip(pieces, counts)):
@@ -439,7 +439,8 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
                               out_dir / "checkpoint.pt")
 
     first = task.train_batch(0, local_batch, rank) if cfg.compile else None  # what the graph is compiled on
-    with compiled_training(model, device, enabled=cfg.compile, seq_len=None if first is None else first["input_ids"].shape[1]):
+    seq_len = None if first is None else first["input_ids"].shape[1]
+    with compiled_training(model, device, enabled=cfg.compile, seq_len=seq_len):
         model.train()
         bar = _progress(cfg, start, progress_queue, rank)
         if cfg.compile:
