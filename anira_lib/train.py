@@ -39,6 +39,7 @@ import yaml
 from .faults import fault_point
 from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
+from .pointwise_attention import POINTWISE_ATTENTION
 from .progress import QueueBar, progress_bar, relay
 from .run_config import TrainConfig
 from .run_dir import RunDirError, claim_run_dir, existing_run
@@ -210,32 +211,45 @@ def compile_for_training(step_model, device: torch.device, dynamic: bool | None 
     return torch.compile(step_model, dynamic=dynamic, options=options)
 
 
-EAGER_ATTENTION_MAX_LEN = 32  # compiled CPU training: matmul + softmax attention up to this length
+# Compiled CPU training's attention by row length (the run's first batch): compiled step time, one
+# thread, MANO rows at the old demo size, median of 5 interleaved rounds (2026-12-07), pointwise /
+# eager / SDPA: T = 10 28.1 / 29.4 / 35.9 ms, T = 14 47.1 / 46.5 / 53.0, T = 16 53.5 / 49.8 / 49.1,
+# T = 24 75.8 / 69.0 / 67.2; DEPO's T = 32 124.6 / 105.5 / 100.1 (benchmarks/train_throughput.py).
+POINTWISE_MAX_LEN = 12  # pointwise attention up to this length
+EAGER_MAX_LEN = 15      # then matmul + softmax (eager) up to this one, the model's own (SDPA) past it
+
+
+def compiled_attention(seq_len: int | None) -> str | None:
+    """The attention a compiled CPU training step uses on rows of seq_len tokens (None: short): the
+    name of an implementation, or None to keep the model's own."""
+    if (seq_len or 0) <= POINTWISE_MAX_LEN:
+        return POINTWISE_ATTENTION
+    return "eager" if seq_len <= EAGER_MAX_LEN else None
 
 
 @contextmanager
 def compiled_training(model, device: torch.device, enabled: bool = True, seq_len: int | None = None):
-    """What a compiled training loop changes in the model, put back on exit: on a CPU, for sequences
-    of at most EAGER_ATTENTION_MAX_LEN tokens (`seq_len`: the run's first batch's length; None: short),
-    attention as plain matmul + softmax (`eager`), which inductor fuses, in place of SDPA's CPU flash
-    kernel, slow on rows of ~10 keys; on longer rows SDPA's kernel wins. Compiled step, eager vs SDPA
-    attention (2026-12-07, one thread): T = 10 (demo) 39.6 vs 45.4 ms, T = 32 (03_depo) 116 vs 118 ms,
-    T ≈ 45 (02_brevo) 196 vs 183 ms, T = 512 (04_lano) 248 vs 178 ms (208 ms uncompiled). The model
-    saved and returned attends through its own implementation again.
+    """What a compiled training loop changes in the model, put back on exit: on a CPU, the attention
+    `compiled_attention(seq_len)` picks for the run's first batch's length. Rows of ~10 keys attend
+    as broadcast products and sums (`pointwise_attention`), which inductor fuses with the mask and
+    the softmax; a little longer, as matmul + softmax, which it fuses in part; past 15 tokens
+    through SDPA's CPU flash kernel, which is slow on short rows only. The model saved and returned
+    attends through its own implementation again.
 
     Exactness: compiled random ops draw their seeds from the torch generator, so a compiled run
     resumes exactly (tests/test_train.py), but its random stream differs from an eager run with the
     same seed. The model keeps its embedding out of the graph (`AniraModel.embed`), whose compiled
     backward would be an atomic scatter-add."""
-    if not enabled or device.type != "cpu" or (seq_len or 0) > EAGER_ATTENTION_MAX_LEN:
+    attention = compiled_attention(seq_len) if enabled and device.type == "cpu" else None
+    if attention is None:
         yield
         return
-    attn = model.config._attn_implementation
-    model.set_attn_implementation("eager")
+    own = model.config._attn_implementation
+    model.set_attn_implementation(attention)
     try:
         yield
     finally:
-        model.set_attn_implementation(attn)
+        model.set_attn_implementation(own)
 
 
 def _compile_on(step_model, model, batch, device, dtype):

@@ -192,22 +192,34 @@ def test_compiled_training_computes_what_eager_training_does(tmp_path):
     assert eager[-1] < eager[0]
 
 
-def test_compiled_cpu_training_attends_eagerly_on_short_rows_only():
-    """Matmul + softmax attention (which inductor fuses) up to EAGER_ATTENTION_MAX_LEN tokens, SDPA's kernel
-    past it; the model's own implementation is back afterwards, also when the loop raises."""
+def test_compiled_cpu_training_attends_by_row_length():
+    """Pointwise attention up to POINTWISE_MAX_LEN tokens, eager up to EAGER_MAX_LEN, the model's own (SDPA)
+    past it, on every length to 40; nothing changes uncompiled or off the CPU; the model's own implementation
+    is back afterwards, also when the loop raises."""
     from anira_lib import AniraConfig, AniraForCausalLM
-    from anira_lib.train import EAGER_ATTENTION_MAX_LEN, compiled_training
+    from anira_lib.pointwise_attention import POINTWISE_ATTENTION as PW
+    from anira_lib.train import EAGER_MAX_LEN, POINTWISE_MAX_LEN, compiled_training
 
+    assert 1 <= POINTWISE_MAX_LEN < EAGER_MAX_LEN
     model = AniraForCausalLM(AniraConfig(vocab_size=8, hidden_size=16, intermediate_size=32, num_attention_heads=2))
     cpu = torch.device("cpu")
     assert model.config._attn_implementation == "sdpa"
-    for seq_len, inside in ((None, "eager"), (10, "eager"), (EAGER_ATTENTION_MAX_LEN, "eager"),
-                            (EAGER_ATTENTION_MAX_LEN + 1, "sdpa"), (512, "sdpa")):
+    for seq_len in [None, *range(1, 41)]:
+        inside = PW if (seq_len or 0) <= POINTWISE_MAX_LEN else "eager" if seq_len <= EAGER_MAX_LEN else "sdpa"
         with compiled_training(model, cpu, enabled=True, seq_len=seq_len):
             assert model.config._attn_implementation == inside, seq_len
         assert model.config._attn_implementation == "sdpa"
-    with compiled_training(model, cpu, enabled=False, seq_len=10):
-        assert model.config._attn_implementation == "sdpa"
+        with compiled_training(model, cpu, enabled=False, seq_len=seq_len):
+            assert model.config._attn_implementation == "sdpa"
+        with compiled_training(model, torch.device("meta"), enabled=True, seq_len=seq_len):
+            assert model.config._attn_implementation == "sdpa"
+    model.set_attn_implementation("eager")  # a model attending eagerly keeps doing so past EAGER_MAX_LEN
+    with compiled_training(model, cpu, enabled=True, seq_len=EAGER_MAX_LEN + 1):
+        assert model.config._attn_implementation == "eager"
+    with compiled_training(model, cpu, enabled=True, seq_len=1):
+        assert model.config._attn_implementation == PW
+    assert model.config._attn_implementation == "eager"
+    model.set_attn_implementation("sdpa")
     with pytest.raises(KeyError), compiled_training(model, cpu, enabled=True, seq_len=10):
         raise KeyError
     assert model.config._attn_implementation == "sdpa"
