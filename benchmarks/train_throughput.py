@@ -6,11 +6,15 @@
 
 All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same batches of
 the preset's task (MANO unless the preset names a notebook).
-Each model is stepped three ways, as the trainer does it (`anira_lib.train`):
+Each model is stepped these ways, as the trainer does it (`anira_lib.train`):
   before    eager forward/backward, AdamW's per-tensor loop (the trainer until 2026-12-02)
   eager     eager, fused AdamW (compile=false today)
-  compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true)
+  compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true): on a CPU,
+            the attention `compiled_attention` picks for the row length
   symbolic  the same compiled with symbolic shapes (`dynamic=True`; the trainer until 2026-12-07), with --symbolic
+  compiled:eager, compiled:sdpa
+            compiled, attending through Llama's eager (matmul + softmax) or SDPA attention instead of
+            the trainer's choice for the row length, with --compare-attention
 Every round times `--steps` steps of every (model, way) in turn, so machine noise hits all of them
 alike; `--rounds` rounds (>= 5) give the median and [min-max] printed. Then the ratios: compiled
 over before per model (the CPU speed-up), and each way's step time over Llama's (goals: E <= 1.10x,
@@ -23,7 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -32,6 +36,7 @@ from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.tasks import get_task
 from anira_lib.train import compile_for_training, compiled_training
 
+_CLRS = ("minimum", "binary_search", "insertion_sort", "find_maximum_subarray_kadane")  # 05_clrs's default mix
 PRESETS = {
     # notebooks/01_mano's defaults, the size `make demo` trains (one thread per process there)
     "demo": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, hidden_size=64, intermediate_size=256,
@@ -44,6 +49,10 @@ PRESETS = {
                      num_attention_heads=4, max_depth=6, batch=64, threads=1),
     "03_depo": dict(task="depo", task_args={"max_nodes": 5, "max_k": 3, "queries": 4}, hidden_size=64,
                     intermediate_size=256, num_attention_heads=4, max_depth=6, batch=64, threads=1),
+    "05_clrs": dict(task="clrs", task_args={"algorithms": _CLRS, "train_sizes": {a: [4, 5, 7] for a in _CLRS},
+                                            "eval_sizes": {a: [4, 5, 6, 7, 8, 9] for a in _CLRS}, "train_samples": 2000,
+                                            "eval_samples": 125, "data_dir": "data/clrs"},
+                    hidden_size=64, intermediate_size=256, num_attention_heads=4, max_depth=4, batch=32, threads=1),
     "04_lano": dict(task="lano", task_args={"window": 512}, hidden_size=64, intermediate_size=256,
                     num_attention_heads=4, max_depth=4, batch=4, threads=1),
     "tiny": dict(task="mano", task_args={"max_ops": 4, "modulus": 5}, hidden_size=64, intermediate_size=256,
@@ -53,7 +62,8 @@ PRESETS = {
 }
 MODELS = {"E": ("ANIRA-E", "early"), "O": ("ANIRA-O", "online"), "fixed": ("fixed-depth", "none"),
           "llama": ("Llama (P+D+C)", "llama")}
-WAYS = ("before", "eager", "symbolic", "compiled")
+WAYS = ("before", "eager", "symbolic", "compiled:eager", "compiled:sdpa", "compiled")
+COMPILED = ("symbolic", "compiled:eager", "compiled:sdpa", "compiled")
 
 
 def build(kind, p, vocab, device):
@@ -73,20 +83,22 @@ class Stepper:
     returns the loss);
     `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step.
     seq_len: the batches' length, which picks the compiled CPU step's attention as the trainer does
-    (`compiled_training`; None counts as short)."""
+    (`compiled_training`; None counts as short), unless the way names one ("compiled:eager")."""
 
     def __init__(self, kind, way, p, vocab, device, amp, seq_len=None):
         self.model = build(kind, p, vocab, device)
         self.way, self.amp, self.device, self.seq_len = way, amp, device, seq_len
+        self.attention = way.partition(":")[2] or None
         fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
-        compiled = way in ("compiled", "symbolic")
+        compiled = way in COMPILED
         self.forward = compile_for_training(self.model, device, dynamic=way == "symbolic" or None) if compiled \
             else self.model
 
     def state(self):
-        return compiled_training(self.model, self.device, enabled=self.way in ("compiled", "symbolic"),
-                                 seq_len=self.seq_len)
+        if self.attention:
+            return attending(self.model, self.attention)
+        return compiled_training(self.model, self.device, enabled=self.way in COMPILED, seq_len=self.seq_len)
 
     def step(self, batch):
         with self.amp:
@@ -108,6 +120,17 @@ class Stepper:
         return (time.perf_counter() - t0) / n
 
 
+@contextmanager
+def attending(model, attention):
+    """The model attends through `attention` inside, through its own implementation after."""
+    own = model.config._attn_implementation
+    model.set_attn_implementation(attention)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(own)
+
+
 def spread(values):
     return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
@@ -121,6 +144,8 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch threads (demo preset: 1, as make demo runs)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled ways (no compilation minutes)")
     ap.add_argument("--symbolic", action="store_true", help="also the compiled step with symbolic shapes")
+    ap.add_argument("--compare-attention", action="store_true",
+                    help="also the compiled step attending through eager and through SDPA attention")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     args = ap.parse_args()
     if args.rounds < 5:
@@ -137,8 +162,8 @@ def main():
     task = get_task(p["task"], seed=0, **p["task_args"])
     batches = [{k: v.to(device) for k, v in task.train_batch(i, p["batch"]).items()} for i in range(args.steps)]
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    ways = [w for w in WAYS if not ((args.no_compile and w in ("compiled", "symbolic"))
-                                    or (w == "symbolic" and not args.symbolic))]
+    ways = [w for w in WAYS if not ((args.no_compile and w in COMPILED) or (w == "symbolic" and not args.symbolic)
+                                    or (w.startswith("compiled:") and not args.compare_attention))]
 
     steppers = {}
     for name, kind in kinds.items():
@@ -148,7 +173,7 @@ def main():
             with s.state():
                 for b in batches[:2]:  # warm-up (and compilation)
                     s.step(b)
-            if way in ("compiled", "symbolic"):
+            if way in COMPILED:
                 print(f"{way} {name} in {time.perf_counter() - t0:.0f} s", flush=True)
 
     def sync():
@@ -193,6 +218,9 @@ def main():
             if "symbolic" in ways:
                 static = [s / c for s, c in zip(times[name, "symbolic"], times[name, "compiled"])]
                 print(f"  {name:<15} static shapes' speed-up over symbolic: {spread(static)}x")
+            for other in (w for w in ways if w.startswith("compiled:")):
+                vs = [o / c for o, c in zip(times[name, other], times[name, "compiled"])]
+                print(f"  {name:<15} compiled (trainer's attention) speed-up over {other}: {spread(vs)}x")
     for way in ways if ref else ():
         vs = {name: [t / r for t, r in zip(times[name, way], times[ref, way])] for name in kinds if name != ref}
         print(f"  {way:<9} vs Llama: " + ", ".join(f"{n} {spread(v)}x" for n, v in vs.items())
