@@ -12,9 +12,9 @@ Each model is stepped these ways, as the trainer does it (`anira_lib.train`):
   compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true): on a CPU,
             the attention `compiled_attention` picks for the row length
   symbolic  the same compiled with symbolic shapes (`dynamic=True`; the trainer until 2026-12-07), with --symbolic
-  compiled:eager, compiled:sdpa
-            compiled, attending through Llama's eager (matmul + softmax) or SDPA attention instead of
-            the trainer's choice for the row length, with --compare-attention
+  compiled:pointwise, compiled:eager, compiled:sdpa
+            compiled, attending pointwise, through Llama's eager (matmul + softmax) or through SDPA
+            attention whatever the row length, with --compare-attention
 Every round times `--steps` steps of every (model, way) in turn, so machine noise hits all of them
 alike; `--rounds` rounds (>= 5) give the median and [min-max] printed. Then the ratios: compiled
 over before per model (the CPU speed-up), and each way's step time over Llama's (goals: E <= 1.10x,
@@ -25,6 +25,7 @@ optimizer (zero_grad, clipping, AdamW), as shares of the compiled step.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from contextlib import contextmanager, nullcontext
@@ -33,6 +34,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from anira_lib import AniraConfig, AniraForCausalLM
+from anira_lib.pointwise_attention import POINTWISE_ATTENTION
 from anira_lib.tasks import get_task
 from anira_lib.train import compile_for_training, compiled_training
 
@@ -62,8 +64,9 @@ PRESETS = {
 }
 MODELS = {"E": ("ANIRA-E", "early"), "O": ("ANIRA-O", "online"), "fixed": ("fixed-depth", "none"),
           "llama": ("Llama (P+D+C)", "llama")}
-WAYS = ("before", "eager", "symbolic", "compiled:eager", "compiled:sdpa", "compiled")
-COMPILED = ("symbolic", "compiled:eager", "compiled:sdpa", "compiled")
+WAYS = ("before", "eager", "symbolic", "compiled:pointwise", "compiled:eager", "compiled:sdpa", "compiled")
+COMPILED = ("symbolic", "compiled:pointwise", "compiled:eager", "compiled:sdpa", "compiled")
+ATTENTIONS = {"pointwise": POINTWISE_ATTENTION, "eager": "eager", "sdpa": "sdpa"}
 
 
 def build(kind, p, vocab, device):
@@ -88,7 +91,7 @@ class Stepper:
     def __init__(self, kind, way, p, vocab, device, amp, seq_len=None):
         self.model = build(kind, p, vocab, device)
         self.way, self.amp, self.device, self.seq_len = way, amp, device, seq_len
-        self.attention = way.partition(":")[2] or None
+        self.attention = ATTENTIONS.get(way.partition(":")[2])
         fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
         compiled = way in COMPILED
@@ -145,12 +148,15 @@ def main():
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled ways (no compilation minutes)")
     ap.add_argument("--symbolic", action="store_true", help="also the compiled step with symbolic shapes")
     ap.add_argument("--compare-attention", action="store_true",
-                    help="also the compiled step attending through eager and through SDPA attention")
+                    help="also the compiled step attending pointwise, eagerly and through SDPA")
+    ap.add_argument("--task-args", type=json.loads, default={}, metavar="JSON",
+                    help="overrides of the preset's task arguments, e.g. '{\"max_ops\": 6}' (MANO rows of 16 tokens)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     args = ap.parse_args()
     if args.rounds < 5:
         ap.error("--rounds must be at least 5 (the median and range of interleaved repeats)")
-    p = PRESETS[args.preset]
+    p = dict(PRESETS[args.preset])
+    p["task_args"] = {**p["task_args"], **args.task_args}
     threads = args.threads or p["threads"]
     if threads:
         torch.set_num_threads(threads)
@@ -203,10 +209,10 @@ def main():
     print(f"preset={args.preset} task={p['task']} device={device} batch={p['batch']} T={lengths[0]}-{lengths[-1]} "
           f"D={p['max_depth']} H={p['hidden_size']} I={p['intermediate_size']} threads={torch.get_num_threads()} "
           f"rounds={args.rounds} x {args.steps} steps; median [min-max] of the rounds")
-    head = "".join(f"{w + ' ms/step':>26}" for w in ways)
+    head = "".join(f"{w + ' ms/step':>28}" for w in ways)
     print(f"{'model':<15}{'params':>10}{head}")
     for name in kinds:
-        cells = "".join(f"{spread([1000 * t for t in times[name, w]]):>26}" for w in ways)
+        cells = "".join(f"{spread([1000 * t for t in times[name, w]]):>28}" for w in ways)
         print(f"{name:<15}{n_params[name]:>10,}{cells}")
 
     ref = "Llama (P+D+C)" if "Llama (P+D+C)" in kinds else None
