@@ -241,9 +241,13 @@ def compiled_training(model, device: torch.device, enabled: bool = True, seq_len
     same seed. The model keeps its embedding out of the graph (`AniraModel.embed`), whose compiled
     backward would be an atomic scatter-add."""
     attention = compiled_attention(seq_len) if enabled and device.type == "cpu" else None
-    if attention is None:
+    with attending(model, attention) if attention else nullcontext():
         yield
-        return
+
+
+@contextmanager
+def attending(model, attention: str):
+    """The model attends through the implementation named `attention` inside, through its own after."""
     own = model.config._attn_implementation
     model.set_attn_implementation(attention)
     try:

@@ -28,7 +28,7 @@ import argparse
 import json
 import statistics
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -36,7 +36,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.pointwise_attention import POINTWISE_ATTENTION
 from anira_lib.tasks import get_task
-from anira_lib.train import compile_for_training, compiled_training
+from anira_lib.train import attending, compile_for_training, compiled_training
 
 _CLRS = ("minimum", "binary_search", "insertion_sort", "find_maximum_subarray_kadane")  # 05_clrs's default mix
 PRESETS = {
@@ -121,17 +121,6 @@ class Stepper:
         for _ in range(n):
             self.optimize()
         return (time.perf_counter() - t0) / n
-
-
-@contextmanager
-def attending(model, attention):
-    """The model attends through `attention` inside, through its own implementation after."""
-    own = model.config._attn_implementation
-    model.set_attn_implementation(attention)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(own)
 
 
 def spread(values):
