@@ -213,7 +213,7 @@ def compile_for_training(step_model, device: torch.device, dynamic: bool | None 
 
 # Compiled CPU training's attention by row length (the run's first batch): compiled step time, one
 # thread, MANO rows at the old demo size, median of 5 interleaved rounds (2026-12-07), pointwise /
-# eager / SDPA: T = 10 28.1 / 29.4 / 35.9 ms, T = 14 47.1 / 46.5 / 53.0, T = 16 53.5 / 49.8 / 49.1,
+# eager / SDPA: T = 10 29.8 / 32.2 / 35.9 ms, T = 14 47.1 / 46.5 / 53.0, T = 16 53.5 / 49.8 / 49.1,
 # T = 24 75.8 / 69.0 / 67.2; DEPO's T = 32 124.6 / 105.5 / 100.1 (benchmarks/train_throughput.py).
 POINTWISE_MAX_LEN = 12  # pointwise attention up to this length
 EAGER_MAX_LEN = 15      # then matmul + softmax (eager) up to this one, the model's own (SDPA) past it
