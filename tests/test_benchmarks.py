@@ -10,8 +10,10 @@ import pytest
 @pytest.mark.slow
 def test_train_throughput_prints_interleaved_ratios():
     out = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--no-compile", "--steps", "1",
-                          "--rounds", "5", "--models", "E,llama"], capture_output=True, text=True, check=True).stdout
+                          "--rounds", "5", "--models", "E,llama", "--task-args", '{"max_ops": 6}'],
+                         capture_output=True, text=True, check=True).stdout
     assert "preset=demo task=mano" in out and "threads=1" in out
+    assert " T=16-16 " in out  # --task-args: six operations make MANO rows of 16 tokens (the demo's are 12)
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("ANIRA-E", "Llama"))}
     cells = re.findall(r"(\d+\.\d+) \[(\d+\.\d+)-(\d+\.\d+)\]", rows["ANIRA-E"])
     assert len(cells) == 2  # before, eager: median [min-max] each

@@ -11,6 +11,7 @@ from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.pointwise_attention import POINTWISE_ATTENTION, pointwise_attention
+from anira_lib.train import POINTWISE_MAX_LEN
 
 
 def _masks(T):
@@ -19,7 +20,7 @@ def _masks(T):
 
 
 @pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1)])
-@pytest.mark.parametrize("T", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("T", range(1, POINTWISE_MAX_LEN + 1))  # every length training attends pointwise
 def test_pointwise_attention_matches_eager_outputs_weights_and_gradients(heads, kv_heads, T):
     torch.manual_seed(T)
     config = AniraConfig(vocab_size=8, hidden_size=8 * heads, num_attention_heads=heads, num_key_value_heads=kv_heads)
