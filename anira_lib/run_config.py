@@ -57,7 +57,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "float32" | "bfloat16"
     sharding: str = "ddp"  # under torchrun: "ddp" (a full copy per process) or "fsdp" (FSDP2 fully_shard)
-    compile: bool = False  # torch.compile the training step (CPU too: ~1.7x the steps/s at the demo size)
+    compile: bool = False  # torch.compile the training step (CPU too: ~2x the steps/s at the demo size)
     out_dir: str = "runs/mano"
     log_every: int = 25
     checkpoint_every: int = 250
