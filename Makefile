@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: env demo test test-fast bench clrs-eval notebooks lab clean
+.PHONY: env demo test test-fast findings calibration-report bench clrs-eval notebooks lab clean
 
 env: $(STAMP)
 
@@ -26,6 +26,15 @@ test: env
 
 test-fast: env
 	$(PY) -m pytest -q -m "not slow"
+
+## findings: the paper's claims as verdicts over 3 seeds at CPU scale (configs/findings.yaml; resumable:
+## a kill loses at most the steps since a run's last checkpoint), writes docs/findings.md and the README's table
+findings: env
+	$(PY) -m anira_lib.findings_run configs/findings.yaml
+
+## calibration-report: docs/calibration.md from the stored screens in data/calibration/
+calibration-report: env
+	$(PY) -m anira_lib.calibration configs/calibration.yaml --report docs/calibration.md
 
 ## bench: every benchmark, each printing its ratios side by side (CPU presets)
 bench: env

@@ -93,8 +93,8 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
 def depth_trend(rows) -> float:
     """Spearman correlation between the knob and d̄ across rows (a frame or dicts; NaN if d̄ is constant)."""
     rows = pd.DataFrame(rows)
-    if len(rows) < 2:
-        return float("nan")
+    if len(rows) < 2 or rows["mean_depth"].nunique() < 2 or rows["knob"].nunique() < 2:
+        return float("nan")  # undefined (e.g. a fixed-depth baseline's constant d̄): no warning, no number
     return float(spearmanr(rows["knob"], rows["mean_depth"]).statistic)
 
 

@@ -66,10 +66,14 @@ def train_variants(settings: dict, out_dir: str | Path, processes: int = 2,
     """Train one run per variant (TrainConfig fields in `settings`, then the variant's overrides) into
     `out_dir/<variant_dir>/`; a run already there (finished or killed) is resumed, so a notebook that
     dies loses no more than the steps since its last checkpoint."""
-    configs = [TrainConfig.from_dict({**settings, **variant_overrides(spec),
-                                      "out_dir": str(Path(out_dir) / variant_dir(name, spec))})
-               for name, spec in variants.items()]
+    configs = [variant_config(settings, out_dir, name, spec) for name, spec in variants.items()]
     return dict(zip(variants, train_parallel(configs, processes=processes, resume="auto")))
+
+
+def variant_config(settings: dict, out_dir: str | Path, name: str, spec: str | dict) -> TrainConfig:
+    """The TrainConfig of variant `name` (settings, then its overrides) in `out_dir/<variant_dir>/`."""
+    return TrainConfig.from_dict({**settings, **variant_overrides(spec),
+                                  "out_dir": str(Path(out_dir) / variant_dir(name, spec))})
 
 
 def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: int = 500,
@@ -83,11 +87,19 @@ def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: 
     runs (`out_dir/seed_<s>/...` with seeds), `allocations_<variant_dir>.jsonl` beside them,
     `out_dir/results.json`, `out_dir/results.csv` (the frame) and the figure (mean, min–max band)."""
     out_dir = Path(out_dir)
-    by_seed, frames = {}, []
-    for seed in (seeds if seeds is not None else [settings.get("seed", 0)]):
-        base = out_dir / f"seed_{seed}" if seeds is not None else out_dir
-        runs = train_variants({**settings, "seed": seed}, base, processes, variants)
-        by_seed[seed] = runs
+    seed_list = seeds if seeds is not None else [settings.get("seed", 0)]
+    bases = {seed: out_dir / f"seed_{seed}" if seeds is not None else out_dir for seed in seed_list}
+    configs = [variant_config({**settings, "seed": seed}, bases[seed], name, spec)
+               for seed in seed_list for name, spec in variants.items()]
+    # one pool for every seed x variant, longest runs first (more iterations, then fixed depth before
+    # the adaptive models): the short ones (fixed-1) fill the gaps at the end instead of starting one
+    order = sorted(range(len(configs)), key=lambda i: (-configs[i].max_depth, configs[i].decider != "none"))
+    done = dict(zip(order, train_parallel([configs[i] for i in order], processes=processes, resume="auto")))
+    trained = iter(done[i] for i in range(len(configs)))
+    by_seed = {seed: {name: next(trained) for name in variants} for seed in seed_list}
+    frames = []
+    for seed, runs in by_seed.items():
+        base = bases[seed]
         for name, run in runs.items():
             rows = evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob,
                                   dump_path=base / f"allocations_{variant_dir(name, variants[name])}.jsonl")

@@ -2,7 +2,8 @@
 up to L_train with the same settings, evaluated past it.
 
 `compare_extrapolation` is `compare_deciders` with the four variants (`EXTRAPOLATION_VARIANTS`; the
-baselines' learning rate may differ, as in the paper) over knobs 1..eval_max, after checking that the
+baselines' learning rate may differ, as in the paper) and fixed-1, the one-iteration model that says
+whether depth is needed inside the training range, over knobs 1..eval_max, after checking that the
 task's sampler can draw eval_max. `past_training` reads the answer: accuracy per knob beyond L_train.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .depth_necessity import DEPTH_BASELINES, SHALLOW
 from .experiments import BASELINES, VARIANTS, Comparison, compare_deciders
 
 
@@ -39,7 +41,8 @@ def compare_extrapolation(settings: dict, train_max: int, eval_max: int, out_dir
     task_args = {**settings.get("task_args", {}), "max_ops": train_max}
     knobs = extrapolation_knobs(settings.get("task", "mano"), task_args, eval_max)
     lr = {"lr": baseline_lr} if baseline_lr is not None else {}
-    variants = {**VARIANTS, **{name: {**spec, **lr} for name, spec in BASELINES.items()}}
+    baselines = {**BASELINES, SHALLOW: DEPTH_BASELINES[SHALLOW]}  # fixed-1: is depth needed inside L_train?
+    variants = {**VARIANTS, **{name: {**spec, **lr} for name, spec in baselines.items()}}
     return compare_deciders({**settings, "task_args": task_args}, knobs, out_dir, eval_per_knob=eval_per_knob,
                             knob_label="number of operators ℓ", title=f"Extrapolation: trained on ℓ ≤ {train_max}",
                             figure_path=figure_path, processes=processes, train_max=train_max, variants=variants,

@@ -8,7 +8,9 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 VARIANT_STYLE = {"ANIRA-E": dict(color="tab:blue", marker="o"), "ANIRA-O": dict(color="tab:orange", marker="s"),
-                 "fixed-depth": dict(color="tab:gray", marker="^"), "non-recurrent": dict(color="tab:green", marker="v")}
+                 "fixed-depth": dict(color="tab:gray", marker="^"), "non-recurrent": dict(color="tab:green", marker="v"),
+                 # the depth-necessity baselines: fixed depth at one iteration and at D
+                 "fixed-1": dict(color="0.55", marker="v", ls="--"), "fixed-D": dict(color="0.25", marker="^", ls="--")}
 
 
 def save_figure(fig, path: str | Path) -> Path:

@@ -2,7 +2,8 @@
 
 `rows_frame` gives `evaluate_knobs`' frame (or rows) constant columns in front; `write_frame`
 saves one atomically as CSV beside the JSON; `seed_spread` gives the mean and the min–max of a value
-over seeds, what the figures draw when a comparison has several seeds.
+over seeds, what the figures draw when a comparison has several seeds; `markdown_table` renders one
+for the generated pages under docs/.
 """
 
 from __future__ import annotations
@@ -50,3 +51,14 @@ def seed_spread(frame: pd.DataFrame, by: list[str], values=("accuracy", "mean_de
         out[f"{v}_max"] = grouped[v].max()
         out[f"{v}_sd"] = grouped[v].std(ddof=0)
     return out.reset_index()
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """`frame` as a Markdown table (floats to `digits` places, NaN as an em dash), for generated docs."""
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = ["—" if isinstance(v, float) and v != v else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+                 for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -46,6 +46,7 @@ keep_checkpoints = False  # keep a model snapshot per checkpoint (notebook 08 ev
 eval_per_knob = 500      # evaluation examples per ℓ
 device = "auto"
 compile_training = True  # torch.compile the training step: ~1 min of compiling, then ~2x the steps/s (CPU)
+depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
 processes = 2            # CPU processes training the two variants side by side (1: one after the other)
 out_dir = "runs/01_mano"
 figure_dir = "figures"
@@ -55,7 +56,8 @@ from pathlib import Path
 
 from IPython.display import display
 
-from anira_lib.experiments import compare_deciders
+from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.experiments import VARIANTS, compare_deciders
 from anira_lib.widgets import explore
 
 settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, "length_tag": length_tag},
@@ -74,13 +76,18 @@ figure_path = Path(figure_dir) / "fig2_left_mano.png"
 # %%
 comparison = compare_deciders(settings, range(1, max_ops + 1), out_dir, eval_per_knob=eval_per_knob,
                               knob_label="number of operators ℓ", figure_path=figure_path,
-                              title=f"MANO (mod {modulus}, D={max_depth})", processes=processes)
+                              title=f"MANO (mod {modulus}, D={max_depth})", processes=processes,
+                              variants={**VARIANTS, **DEPTH_BASELINES} if depth_baselines else VARIANTS)
 for name, run in comparison.runs.items():
     last = run.metrics[-1]
     print(f"{name}: final train loss {last['loss']:.3f}, {last['elapsed_s']:.0f}s of training")
 display(comparison.frame)  # one row per variant × knob (also results.csv)
 print(comparison.table())
 print("figure:", figure_path)
+if depth_baselines:  # fixed-D − fixed-1 accuracy per knob: the condition the d̄ trend is measured under
+    necessity = depth_necessity(comparison.frame)
+    print(summarize_necessity(necessity), "(one seed here: every gap is 'unclear'; make findings runs three)")
+    display(necessity.round(3))
 
 # %% [markdown]
 # ## One example, token by token

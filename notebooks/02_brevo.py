@@ -45,6 +45,7 @@ keep_checkpoints = False  # keep a model snapshot per checkpoint (notebook 08 ev
 eval_per_knob = 200
 device = "auto"
 compile_training = True   # torch.compile the training step: 1.5x the eager step at this size (README)
+depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
 processes = 2
 out_dir = "runs/02_brevo"
 figure_dir = "figures"
@@ -54,7 +55,8 @@ from pathlib import Path
 
 from IPython.display import display
 
-from anira_lib.experiments import compare_deciders
+from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.experiments import VARIANTS, compare_deciders
 
 settings = dict(task="brevo", task_args={"max_nodes": max_nodes}, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
@@ -66,7 +68,12 @@ figure_path = Path(figure_dir) / "fig2_right_brevo.png"
 # %%
 comparison = compare_deciders(settings, range(3, max_nodes + 1), out_dir, eval_per_knob=eval_per_knob,
                               knob_label="number of nodes n", figure_path=figure_path,
-                              title=f"BREVO (N={max_nodes}, D={max_depth})", processes=processes)
+                              title=f"BREVO (N={max_nodes}, D={max_depth})", processes=processes,
+                              variants={**VARIANTS, **DEPTH_BASELINES} if depth_baselines else VARIANTS)
 display(comparison.frame)  # one row per variant × knob (also results.csv)
 print(comparison.table())
 print("figure:", figure_path)
+if depth_baselines:  # fixed-D − fixed-1 accuracy per knob: the condition the d̄ trend is measured under
+    necessity = depth_necessity(comparison.frame)
+    print(summarize_necessity(necessity), "(one seed here: every gap is 'unclear'; make findings runs three)")
+    display(necessity.round(3))

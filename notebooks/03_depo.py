@@ -46,6 +46,7 @@ seed = 0
 eval_per_knob = 200
 device = "auto"
 compile_training = True   # torch.compile the training step (see 01_mano; measured in the README)
+depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
 processes = 2
 out_dir = "runs/03_depo"
 figure_dir = "figures"
@@ -55,7 +56,8 @@ from pathlib import Path
 
 from IPython.display import display
 
-from anira_lib.experiments import compare_deciders
+from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.experiments import VARIANTS, compare_deciders
 
 settings = dict(task="depo", task_args={"max_nodes": max_nodes, "max_k": max_k, "queries": queries},
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
@@ -67,7 +69,12 @@ figure_path = Path(figure_dir) / "fig8_depo.png"
 # %%
 comparison = compare_deciders(settings, range(1, max_k + 1), out_dir, eval_per_knob=eval_per_knob,
                               knob_label="hops k", figure_path=figure_path,
-                              title=f"DEPO (N={max_nodes}, K={max_k}, D={max_depth})", processes=processes)
+                              title=f"DEPO (N={max_nodes}, K={max_k}, D={max_depth})", processes=processes,
+                              variants={**VARIANTS, **DEPTH_BASELINES} if depth_baselines else VARIANTS)
 display(comparison.frame)  # one row per variant × knob (also results.csv)
 print(comparison.table())
 print("figure:", figure_path)
+if depth_baselines:  # fixed-D − fixed-1 accuracy per knob: the condition the d̄ trend is measured under
+    necessity = depth_necessity(comparison.frame)
+    print(summarize_necessity(necessity), "(one seed here: every gap is 'unclear'; make findings runs three)")
+    display(necessity.round(3))

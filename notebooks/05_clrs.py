@@ -47,6 +47,7 @@ warmup_steps = 100
 seed = 0
 device = "auto"
 compile_training = True   # torch.compile the training step: 1.35x the eager step at this size (README)
+depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
 processes = 2
 data_dir = "data/clrs"
 out_dir = "runs/05_clrs"
@@ -55,7 +56,11 @@ figure_dir = "figures"
 # %%
 from pathlib import Path
 
-from anira_lib.experiments import evaluate_clrs, train_variants
+import pandas as pd
+from IPython.display import display
+
+from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.experiments import VARIANTS, evaluate_clrs, train_variants
 from anira_lib.tasks import get_task
 
 task_args = dict(algorithms=tuple(algorithms), train_sizes=train_sizes, eval_sizes=eval_sizes,
@@ -65,14 +70,15 @@ print(f"{len(task.train_pairs)} training pairs, {len(task.eval_pairs())} evaluat
       f"{task.vocab_size} token ids, longest sequence {task.max_len}")
 
 # %% [markdown]
-# ## Train ANIRA-E and ANIRA-O on the mix
+# ## Train ANIRA-E and ANIRA-O on the mix (and fixed-1 / fixed-D: is depth needed?)
 
 # %%
 settings = dict(task="clrs", task_args=task_args, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
                 prior_lambda=prior_lambda, steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                 seed=seed, device=device, compile=compile_training, checkpoint_every=max(steps // 4, 1))
-runs = train_variants(settings, out_dir, processes=processes)
+runs = train_variants(settings, out_dir, processes=processes,
+                      variants={**VARIANTS, **DEPTH_BASELINES} if depth_baselines else VARIANTS)
 for name, run in runs.items():
     print(f"{name}: train loss {run.metrics[0]['loss']:.3f} -> {run.metrics[-1]['loss']:.3f}")
 
@@ -91,3 +97,8 @@ for i, r in enumerate(first):
     print(f"{r['algorithm']:<30}{r['size']:>3} {str(r['train']):>5} {r['overlap']:>7.2f} " +
           " ".join(f"{rows[i]['accuracy']:>12.3f} {rows[i]['mean_depth']:>10.2f}" for rows in results.values()))
 print("figures:", Path(figure_dir) / "fig3_clrs.png", Path(figure_dir) / "fig7_clrs_all.png")
+if depth_baselines:  # fixed-D − fixed-1 accuracy per (algorithm, size); one seed here, so every gap is 'unclear'
+    necessity = depth_necessity(pd.DataFrame([{"variant": v, **r} for v, rows in results.items() for r in rows]),
+                                by=("algorithm", "size"))
+    print(summarize_necessity(necessity))
+    display(necessity.round(3))

@@ -21,6 +21,8 @@
 # the non-recurrent baseline (P + D + C untied layers). The paper finds ANIRA-O degrading most
 # gracefully past L_train, with d̄ still rising with ℓ for the adaptive two. The paper trains its
 # baselines at lr 1e-4 (`baseline_lr`); the CPU default keeps one learning rate for all four.
+# A fifth model, fixed-1 (one iteration), says whether depth is needed inside the training range at
+# all: where it is as accurate as the fixed-depth baseline, d̄ rising with ℓ is a habit, not a need.
 
 # %% tags=["parameters"]
 train_max = 4              # L_train (the paper: 16)
@@ -45,6 +47,7 @@ from pathlib import Path
 
 from IPython.display import display
 
+from anira_lib.depth_necessity import depth_necessity
 from anira_lib.extrapolation import compare_extrapolation, past_training
 
 settings = dict(task="mano", task_args={"modulus": modulus}, max_depth=max_depth, hidden_size=hidden_size,
@@ -64,3 +67,6 @@ print("figure:", figure_path)
 past = past_training(comparison, train_max)
 display(past.pivot_table(index="knob", columns="variant", values="accuracy").round(3))
 print(past.groupby("variant")["mean_past"].first().sort_values(ascending=False).round(3).to_string())
+# is depth needed inside the training range? fixed-depth (D iterations) against fixed-1, per ℓ ≤ L_train
+inside = comparison.frame[comparison.frame["knob"] <= train_max]
+display(depth_necessity(inside, deep="fixed-depth").round(3))

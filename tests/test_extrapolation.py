@@ -13,7 +13,7 @@ def test_knobs_beyond_the_sampler_are_refused_by_name():
         ex.extrapolation_knobs("depo", {}, 4)
 
 
-def test_four_models_one_comparison_baselines_at_their_own_lr(monkeypatch, tmp_path):
+def test_four_models_and_fixed_1_one_comparison_baselines_at_their_own_lr(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(ex, "compare_deciders", lambda settings, knobs, out_dir, **kw: seen.update(
         settings=settings, knobs=knobs, **kw))
@@ -23,4 +23,5 @@ def test_four_models_one_comparison_baselines_at_their_own_lr(monkeypatch, tmp_p
     assert seen["settings"]["task_args"] == {"modulus": 5, "max_ops": 3} and seen["settings"]["lr"] == 2e-3
     assert seen["variants"] == {"ANIRA-E": "early", "ANIRA-O": "online",
                                 "fixed-depth": {"decider": "none", "lr": 1e-4},
-                                "non-recurrent": {"decider": "none", "recurrent": False, "lr": 1e-4}}
+                                "non-recurrent": {"decider": "none", "recurrent": False, "lr": 1e-4},
+                                "fixed-1": {"decider": "none", "max_depth": 1, "lr": 1e-4}}  # is depth needed?

@@ -99,14 +99,16 @@ def test_notebook_runs_with_tiny_parameters(name, tmp_path):
 
 def _check_knob_results(run):
     summary = json.loads((run / "results.json").read_text())
-    assert set(summary) == {"ANIRA-E", "ANIRA-O"}
+    assert set(summary) == {"ANIRA-E", "ANIRA-O", "fixed-1", "fixed-D"}  # the depth baselines beside E and O
     for rows in summary.values():
         assert [r["knob"] for r in rows["rows"]] in KNOBS.values()
         assert all(1 <= r["mean_depth"] <= 6 and 0 <= r["accuracy"] <= 1 for r in rows["rows"])
+    assert {r["mean_depth"] for r in summary["fixed-1"]["rows"]} == {1.0}
+    assert len({r["mean_depth"] for r in summary["fixed-D"]["rows"]}) == 1 and summary["fixed-D"]["rows"][0]["mean_depth"] > 1
     import pandas as pd
 
     frame = pd.read_csv(run / "results.csv")  # the tidy table: one row per seed × variant × knob
-    assert list(frame.columns[:3]) == ["variant", "seed", "knob"] and len(frame) == 2 * len(rows["rows"])
+    assert list(frame.columns[:3]) == ["variant", "seed", "knob"] and len(frame) == 4 * len(rows["rows"])
 
 
 def _check_lano(run):
@@ -182,11 +184,12 @@ def _check_extrapolation(run):
     import pandas as pd
 
     frame = pd.read_csv(run / "results.csv")
-    models = ["ANIRA-E", "ANIRA-O", "fixed-depth", "non-recurrent"]
+    models = ["ANIRA-E", "ANIRA-O", "fixed-depth", "non-recurrent", "fixed-1"]
     assert list(dict.fromkeys(frame["variant"])) == models and sorted(set(frame["seed"])) == [0, 1]
-    assert len(frame) == 2 * 4 * 4 and sorted(set(frame["knob"])) == [1, 2, 3, 4]
-    fixed = frame[frame["variant"].isin(models[2:])]
+    assert len(frame) == 2 * 5 * 4 and sorted(set(frame["knob"])) == [1, 2, 3, 4]
+    fixed = frame[frame["variant"].isin(models[2:4])]
     assert (fixed["mean_depth"] == 4).all()  # the baselines run every layer
+    assert (frame[frame["variant"] == "fixed-1"]["mean_depth"] == 1).all()
     summary = json.loads((run / "results.json").read_text())
     assert "accuracy_min" in summary["ANIRA-O"]["rows"][0] and summary["ANIRA-O"]["rows"][0]["seeds"] == 2
 
