@@ -513,8 +513,29 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
     return TrainResult(model=model, task=task, metrics=metrics, out_dir=out_dir)
 
 
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
+    """Stop this worker when the process that spawned it is gone. A parent killed outright (SIGKILL,
+    or a SIGTERM with no handler) runs no cleanup, and its orphaned workers would train on holding
+    their run directories' locks, so a resumed run would find them taken. The run keeps what its last
+    checkpoint saved, as after any kill."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _train_worker(key: str, cfg_dict: dict, threads: int, resume, queue) -> None:
     """One run of `train_parallel` in a spawned process: its bar and its outcome go through `queue`."""
+    _exit_with_parent()
     torch.set_num_threads(threads)
     try:
         out = train(TrainConfig.from_dict(cfg_dict), resume=resume, progress_queue=queue).out_dir

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,41 @@ def test_an_interrupt_of_train_parallel_ends_its_workers(tmp_path, monkeypatch):
         train_module.train_parallel(cfgs, processes=2)
     for d in ("early", "online"):  # nobody holds the run directories any more
         lock_run_dir(tmp_path / d).release()
+
+
+@pytest.mark.slow
+def test_workers_of_a_killed_parent_stop_and_free_their_runs(tmp_path):
+    """SIGKILL to the process running train_parallel (no cleanup runs there): its workers notice the
+    parent is gone and exit within seconds, so a resumed run finds its directories free."""
+    import signal
+    import textwrap
+
+    from anira_lib.run_dir import lock_run_dir
+
+    script = textwrap.dedent(f"""
+        from anira_lib.run_config import TrainConfig
+        from anira_lib.train import train_parallel
+        cfgs = [TrainConfig.from_dict({{**{TINY!r}, "steps": 100_000, "progress": False, "checkpoint_every": 100_000,
+                                        "decider": d, "out_dir": {str(tmp_path)!r} + "/" + d}}) for d in ("early", "online")]
+        train_parallel(cfgs, processes=2)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path.cwd())
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / d / "train_config.yaml").exists() for d in ("early", "online")):
+        assert time.monotonic() < deadline and parent.poll() is None, "the workers never started"
+        time.sleep(0.5)
+    time.sleep(2)  # both workers are training now, each holding its run directory's lock
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    for d in ("early", "online"):
+        while True:
+            try:
+                lock_run_dir(tmp_path / d).release()  # free: the orphaned worker has exited
+                break
+            except Exception:
+                assert time.monotonic() < deadline, f"the worker of {d} kept training after its parent was killed"
+                time.sleep(0.5)
 
 
 def test_train_parallel_reports_a_killed_worker(tmp_path, monkeypatch):
