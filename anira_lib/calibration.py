@@ -32,7 +32,7 @@ from .experiments import compare_deciders
 from .results import markdown_table, read_frame, write_frame
 
 TABLE_DIR = Path("data/calibration")
-CANDIDATE_KEYS = {"task", "knobs", "settings", "eval_per_knob", "note"}
+CANDIDATE_KEYS = {"task", "knobs", "settings", "eval_per_knob", "note", "result"}  # result: what was concluded
 
 
 def machine() -> str:
@@ -68,7 +68,7 @@ def load_candidates(path: str | Path) -> dict[str, dict]:
         unknown = set(spec) - CANDIDATE_KEYS if isinstance(spec, dict) else {"(not a mapping)"}
         if unknown or not {"task", "knobs", "settings"} <= set(spec):
             raise ValueError(f"candidate {name!r} in {path}: keys must be task, knobs, settings (and optionally "
-                             f"eval_per_knob, note); got {sorted(spec) if isinstance(spec, dict) else spec!r}.")
+                             f"eval_per_knob, note, result); got {sorted(spec) if isinstance(spec, dict) else spec!r}.")
     return loaded
 
 
@@ -129,6 +129,7 @@ def write_report(candidates: dict, path: str | Path, table_dir: str | Path = TAB
         for name, rows in table.groupby("candidate", sort=False):
             spec = candidates.get(name, {})
             parts += [f"### {name}", "", spec.get("note", "(no longer in the candidates file)"), "",
+                      *([f"**Result:** {spec['result']}", ""] if spec.get("result") else []),
                       f"settings `{rows['settings'].iloc[0]}`; {rows['machine'].iloc[0]}, {rows['date'].iloc[0]}, "
                       f"commit {rows['commit'].iloc[0]}; seeds {sorted(set(rows['seed']))}; "
                       f"{summarize_necessity(depth_necessity(rows))}.", "",

@@ -28,7 +28,8 @@ def require_variants(frame: pd.DataFrame, variants, what: str = "this comparison
 
 
 def depth_necessity(frame: pd.DataFrame, shallow: str = SHALLOW, deep: str = DEEP, min_gap: float = MIN_GAP,
-                    level: float = 0.95, chance: float | None = None, by=("knob",)) -> pd.DataFrame:
+                    level: float = 0.95, chance: float | None = None, by=("knob",), value: str = "accuracy",
+                    lower_is_better: bool = False) -> pd.DataFrame:
     """Per knob value: is the deep baseline clearly more accurate than the shallow one?
 
     frame: one row per seed × variant × knob with `accuracy` (compare_deciders' frame, results.csv).
@@ -37,15 +38,20 @@ def depth_necessity(frame: pd.DataFrame, shallow: str = SHALLOW, deep: str = DEE
     mean gap is at least `min_gap`; "no" when the interval lies below `min_gap`; else "unclear"
     (always with a single seed). With `chance`, deep_above_chance says whether the deep baseline's
     lower accuracy bound over seeds is above it (a gap between two models at chance means nothing).
-    by: the columns naming a knob value, e.g. ("algorithm", "size") for CLRS-Text's results."""
+    by: the columns naming a knob value, e.g. ("algorithm", "size") for CLRS-Text's results; () for a
+    frame without a knob (LANO: one row per seed × variant). value / lower_is_better: another measure,
+    e.g. "kl_to_exact_nats" with lower_is_better=True (the gap is then shallow − deep, what depth saves)."""
     require_variants(frame, [shallow, deep], "depth_necessity")
     if "seed" not in frame:  # a single-seed frame (a notebook run without seeds)
         frame = frame.assign(seed=0)
     rows = []
     by = [by] if isinstance(by, str) else list(by)
+    if not by:
+        frame, by = frame.assign(knob="all"), ["knob"]
+    sign = -1.0 if lower_is_better else 1.0
     for knob, group in frame[frame["variant"].isin([shallow, deep])].groupby(by, sort=False):
-        wide = group.pivot_table(index="seed", columns="variant", values="accuracy").dropna()
-        gap = seed_interval(wide[deep] - wide[shallow], level)
+        wide = group.pivot_table(index="seed", columns="variant", values=value).dropna()
+        gap = seed_interval(sign * (wide[deep] - wide[shallow]), level)
         deep_acc, shallow_acc = seed_interval(wide[deep], level), seed_interval(wide[shallow], level)
         if gap.n >= 2 and gap.low > 0 and gap.mean >= min_gap:
             needed = "yes"
@@ -53,8 +59,8 @@ def depth_necessity(frame: pd.DataFrame, shallow: str = SHALLOW, deep: str = DEE
             needed = "no"
         else:
             needed = "unclear"
-        row = {**dict(zip(by, knob)), "seeds": gap.n, f"{shallow} accuracy": shallow_acc.mean,
-               f"{deep} accuracy": deep_acc.mean, "gap": gap.mean, "gap_low": gap.low, "gap_high": gap.high,
+        row = {**dict(zip(by, knob)), "seeds": gap.n, f"{shallow} {value}": shallow_acc.mean,
+               f"{deep} {value}": deep_acc.mean, "gap": gap.mean, "gap_low": gap.low, "gap_high": gap.high,
                "gap_sd": gap.sd, "needed": needed}
         if chance is not None:
             row["deep_above_chance"] = bool(deep_acc.n >= 2 and deep_acc.low > chance)

@@ -124,18 +124,13 @@ def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: 
     return Comparison(by_seed[next(iter(by_seed))], results, summary, figure, frame, by_seed)
 
 
-def run_decider(run: TrainResult, name: str) -> str:
-    """The decider a trained variant uses ('early', 'online', 'none'), for file names."""
-    return getattr(run.model.config, "decider", None) or VARIANTS.get(name, name)
-
-
 def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | Path, generations: int = 16,
                   seed: int = 4321, proxy_cache: str | Path | None = "data/lano_proxies") -> dict:
     """LANO evaluation of each trained variant on `n_windows` held-out windows (paper §5.2):
     mean per-token expected depth, KL(exact next-token ‖ model) from the prefix parser, and the share of
     sampled sentences the grammar accepts. Writes `out_dir/lano_eval.npz` (windows, per-token expected
     depth per variant: the input of the Table 1 analysis), `out_dir/lano_summary.json` and the same
-    windows' allocation dumps `out_dir/allocations_<decider>.jsonl` (for the explorer); the summary also
+    windows' allocation dumps `out_dir/allocations_<variant_dir>.jsonl` (for the explorer); the summary also
     as a frame, `out_dir/lano_summary.csv` (one row per variant)."""
     from .proxies import compute_proxies, terminal_order
     from .tasks.lano import EOS, PAD
@@ -159,7 +154,7 @@ def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | P
         arrays[f"expected_depth_{name}"] = stats["expected_depth"]
         arrays[f"kl_{name}"] = kl
         evaluate_knobs(run.model, task, [None], n_per_knob=n_windows, seed=seed, progress=False,
-                       dump_path=Path(out_dir) / f"allocations_{run_decider(run, name)}.jsonl")
+                       dump_path=Path(out_dir) / f"allocations_{variant_dir(name, VARIANTS.get(name, {}))}.jsonl")
     out_dir = Path(out_dir)
     atomic_write_npz(out_dir / "lano_eval.npz", arrays)
     atomic_write_json(out_dir / "lano_summary.json", summary)

@@ -20,7 +20,8 @@ from .tasks import TASKS
 
 FIELDS = ("dump_format", "task", "knob", "example", "tokens", "symbols", "correct", "answer_positions",
           "exit_depths", "expected_depth", "exit_probs")
-DECIDER_NAMES = {"early": "ANIRA-E", "online": "ANIRA-O", "none": "fixed depth"}
+DECIDER_NAMES = {"early": "ANIRA-E", "online": "ANIRA-O", "none": "fixed depth",
+                 "fixed-d": "fixed-D"}  # the depth baseline's run directory and dump are lower case
 
 
 class DumpError(ValueError):

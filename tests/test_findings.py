@@ -161,3 +161,12 @@ def test_depth_gap_is_paired_by_seed():
     table = depth_necessity(necessity_frame([[0.2], [0.5], [0.8]], [[0.4], [0.7], [1.0]], knobs=(1,)))
     assert table["gap"].iloc[0] == pytest.approx(0.2) and table["gap_sd"].iloc[0] == pytest.approx(0, abs=1e-12)
     assert table["needed"].iloc[0] == "yes"
+
+
+def test_depth_necessity_of_a_lower_is_better_measure_without_knobs():
+    # LANO: KL to the exact next-token distribution per seed and variant; depth saves 0.2 nats in every seed
+    frame = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2], "variant": ["fixed-1", "fixed-D"] * 3,
+                          "kl_to_exact_nats": [0.5, 0.3, 0.6, 0.4, 0.55, 0.35]})
+    table = depth_necessity(frame, by=(), value="kl_to_exact_nats", lower_is_better=True, min_gap=0.1)
+    assert list(table["knob"]) == ["all"] and table["gap"].iloc[0] == pytest.approx(0.2)
+    assert table["needed"].iloc[0] == "yes" and "fixed-1 kl_to_exact_nats" in table

@@ -20,7 +20,7 @@ TINY = {
     "03_depo": dict(steps=20, batch_size=16, eval_per_knob=8, max_k=3, hidden_size=32, intermediate_size=64,
                     compile_training=False),
     "04_lano": dict(steps=10, batch_size=2, window=160, eval_windows=4, generations=2, hidden_size=32,
-                    intermediate_size=64, compile_training=False),
+                    intermediate_size=64, compile_training=False, depth_baselines=True),
     "05_clrs": dict(algorithms=["minimum", "insertion_sort"], train_sizes={"minimum": [4, 5], "insertion_sort": [4]},
                     eval_sizes={"minimum": [4, 5, 6], "insertion_sort": [4, 5]}, train_samples=50, eval_per_pair=5,
                     steps=10, batch_size=4, hidden_size=32, intermediate_size=64, compile_training=False),
@@ -123,8 +123,9 @@ def _check_lano(run):
         frame["kl_to_exact_nats"], [s["kl_to_exact_nats"] for s in summary.values()])
     with np.load(run / "lano_eval.npz") as f:
         assert f["windows"].shape == (4, 160) and f["expected_depth_ANIRA-O"].shape == (4, 160)
-        dumps = load_allocations(run)  # the same windows, for the explorer
-        assert set(dumps) == {"ANIRA-E", "ANIRA-O"}
+        dumps = load_allocations(run)  # the same windows, for the explorer (fixed-1 / fixed-D: depth_baselines)
+        assert set(dumps) == {"ANIRA-E", "ANIRA-O", "fixed-1", "fixed-D"}
+        assert {d for r in dumps["fixed-1"] for d in r["exit_depths"]} == {1}
         assert [r["tokens"] for r in dumps["ANIRA-O"]] == f["windows"].tolist()
         assert np.allclose([r["expected_depth"] for r in dumps["ANIRA-O"]], f["expected_depth_ANIRA-O"], atol=1e-3)
 
