@@ -57,17 +57,28 @@ class AniraModelOutput(ModelOutput):
 
     last_hidden_state: (B, T, H). exit_depths: (B, T) long in 1..D, the iterations each token ran.
     exit_log_probs: (B, T, D) log q(d | x_t) (one-hot at D for the fixed-depth baseline).
+    With output_iterations (see `AniraModel.forward`): iteration_states (B, T, D, H), h_i of each
+    token, continued past its exit; iteration_hidden (B, T, D, H), the normed Coda output had the token
+    exited at i; iteration_halt_probs (B, T, D), ANIRA-O's λ_i = σ(a_i) read from h_i (1 at i = D,
+    where the block always stops), None for the other deciders.
     """
 
     last_hidden_state: torch.Tensor | None = None
     exit_depths: torch.LongTensor | None = None
     exit_log_probs: torch.Tensor | None = None
     past_key_values: object | None = None
+    iteration_states: torch.Tensor | None = None
+    iteration_hidden: torch.Tensor | None = None
+    iteration_halt_probs: torch.Tensor | None = None
 
 
 @dataclass
 class AniraCausalLMOutput(ModelOutput):
-    """loss = ce_loss + β·kl_loss (Eq. 3). exit_probs: (B, T, D); expected_depth: (B, T) Σ_d d·q(d)."""
+    """loss = ce_loss + β·kl_loss (Eq. 3). exit_probs: (B, T, D); expected_depth: (B, T) Σ_d d·q(d).
+
+    With output_iterations: iteration_logits (B, T, D, V), the logits each token would get had it
+    exited at iteration i (or, with output_iterations=k, iteration_top_logits / iteration_top_ids
+    (B, T, D, k)); iteration_states and iteration_halt_probs as in `AniraModelOutput`."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
@@ -77,6 +88,11 @@ class AniraCausalLMOutput(ModelOutput):
     exit_depths: torch.LongTensor | None = None
     exit_probs: torch.Tensor | None = None
     expected_depth: torch.Tensor | None = None
+    iteration_states: torch.Tensor | None = None
+    iteration_logits: torch.Tensor | None = None
+    iteration_top_logits: torch.Tensor | None = None
+    iteration_top_ids: torch.LongTensor | None = None
+    iteration_halt_probs: torch.Tensor | None = None
 
 
 def passthrough(h_prev: torch.Tensor, h_new: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -268,12 +284,19 @@ class AniraModel(AniraPreTrainedModel):
         depth_rule: str | None = None,
         halt_threshold: float | None = None,
         past_key_values: AllocationCache | None = None,
+        output_iterations: bool = False,
         **kwargs,
     ) -> AniraModelOutput:
         """input_ids (B, T) -> AniraModelOutput. `exit_depths` (B, T) in 1..D forces the depths.
 
         With `past_key_values` (an `AllocationCache`), runs the cached path: `attention_mask` then
-        covers cached + new tokens (B, S + T), and each token runs only its own iterations."""
+        covers cached + new tokens (B, S + T), and each token runs only its own iterations.
+
+        output_iterations (eval mode, uncached): also every token's view at every iteration i, as if it
+        alone had exited at i while every other token keeps its own depth. Exact because a token's
+        output depends only on its own depth and on the earlier tokens, which its depth does not touch:
+        a second, "counterfactual" copy of each token keeps running past its exit, and it attends to
+        the earlier tokens' real states and to itself (`counterfactual_mask`), in the block and in the Coda."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         h = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
@@ -300,10 +323,44 @@ class AniraModel(AniraPreTrainedModel):
         for layer in self.prelude:
             h = layer(h, **layer_kwargs)
         valid = torch.ones(B, T, dtype=torch.bool, device=h.device)
+        if output_iterations:
+            return self._forward_iterations(h, attention_mask, position_ids, layer_kwargs, exit_depths, rule, tau)
         h, depth, log_q = self.core_pass(h, valid, EveryToken(self, layer_kwargs), exit_depths, rule, tau)
         for layer in self.coda:
             h = layer(h, **layer_kwargs)
         return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q)
+
+    def _forward_iterations(self, e, attention_mask, position_ids, layer_kwargs, exit_depths, rule, tau):
+        """The uncached forward from Prelude outputs e (B, T, H), with every token's view at every iteration."""
+        if self.training:
+            raise ValueError("output_iterations is an inference view: call model.eval() first.")
+        if self.config._attn_implementation not in ("eager", "sdpa"):
+            raise ValueError(f"output_iterations builds its own 4-D attention mask, which the "
+                             f"{self.config._attn_implementation!r} attention cannot take; use attn_implementation "
+                             "'sdpa' or 'eager'.")
+        B, T = e.shape[:2]
+        valid = torch.ones(B, T, dtype=torch.bool, device=e.device)
+        keys = valid if attention_mask is None else attention_mask.to(e.device).bool()
+        both = torch.cat([position_ids, position_ids], dim=1)
+        pair_kwargs = dict(attention_mask=counterfactual_mask(keys, e.dtype), position_ids=both,
+                           position_embeddings=self.rotary_emb(torch.cat([e, e], dim=1), position_ids=both))
+        runner = EveryTokenAndItsContinuation(self, layer_kwargs, pair_kwargs)
+        h, depth, log_q = self.core_pass(e, valid, runner, exit_depths, rule, tau)
+        views = []
+        for state in runner.states:  # the Coda on (real states, token t's h_i) pairs
+            x = torch.cat([h, state], dim=1)
+            for layer in self.coda:
+                x = layer(x, **pair_kwargs)
+            views.append(x[:, T:])
+        for layer in self.coda:
+            h = layer(h, **layer_kwargs)
+        halt = None
+        if self.config.decider == "online":
+            lam = [torch.sigmoid(self.decider(s).squeeze(-1).float()) for s in runner.states[:-1]]
+            halt = torch.stack([*lam, torch.ones_like(lam[0]) if lam else torch.ones(B, T, device=e.device)], -1)
+        return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q,
+                                iteration_states=torch.stack(runner.states, dim=2),
+                                iteration_hidden=self.norm(torch.stack(views, dim=2)), iteration_halt_probs=halt)
 
     @torch.compiler.disable
     def _layer_kwargs(self, h, attention_mask, position_ids):
@@ -372,6 +429,47 @@ class EveryToken:
 
     def finish(self, h, depth):
         pass
+
+
+def counterfactual_mask(keys: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive attention mask (B, 1, 2T, 2T) of a sequence [real tokens; counterfactual copies].
+
+    keys (B, T) bool: the real tokens (False at padding). A real token t attends to the real tokens
+    s <= t, as in the ordinary forward; its copy attends to the real tokens s < t and to itself, so
+    the copy's state is token t's own had it alone run another depth. A row with nothing to attend
+    (left padding) attends to itself, so no softmax sees an empty row."""
+    B, T = keys.shape
+    idx = torch.arange(T, device=keys.device)
+    causal = idx.unsqueeze(1) >= idx.unsqueeze(0)  # (T, T): s <= t
+    eye = torch.eye(T, dtype=torch.bool, device=keys.device)
+    k = keys.unsqueeze(1)  # (B, 1, T) over key positions s
+    real = (causal & k) | eye  # (B, T, T)
+    copy_to_real = causal & ~eye & k
+    allowed = torch.cat([torch.cat([real, torch.zeros_like(real)], dim=2),
+                         torch.cat([copy_to_real, eye.expand(B, T, T)], dim=2)], dim=1)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=keys.device)
+    return mask.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
+
+
+class EveryTokenAndItsContinuation(EveryToken):
+    """`EveryToken` on [real tokens; counterfactual copies] (`counterfactual_mask`): the real half
+    is the ordinary forward (it attends to real tokens only); each copy starts from the same h_0 and
+    keeps running every iteration, whatever its token's exit. `states` holds the copies' h_1..h_D."""
+
+    def __init__(self, model: AniraModel, layer_kwargs: dict, pair_kwargs: dict):
+        super().__init__(model, pair_kwargs)
+        self.states, self.copy = [], None
+
+    def iteration(self, i, h, e, halting):
+        if i == 1:  # a new pass (ANIRA-O's mode/mean rules probe first, then run): start the copies again
+            self.states, self.copy = [], h
+        T = h.shape[1]
+        active = halting.active(i)
+        hold = torch.cat([active, torch.ones_like(active)], dim=1)
+        x = self.model.iterate(i, torch.cat([h, self.copy], dim=1), torch.cat([e, e], dim=1), self.call, hold=hold)
+        real, self.copy = x[:, :T], x[:, T:]
+        self.states.append(self.copy)
+        return passthrough(h, real, active)
 
 
 class RunningTokens:
@@ -496,14 +594,24 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
         past_key_values=None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        output_iterations: bool | int = False,
         **kwargs,
     ) -> AniraCausalLMOutput:
         """labels (B, T) follow the transformers convention: same positions as input_ids, shifted
-        here, IGNORE_INDEX (-100) where unsupervised. The KL term averages over every non-pad token."""
+        here, IGNORE_INDEX (-100) where unsupervised. The KL term averages over every non-pad token.
+
+        output_iterations: True adds iteration_logits (B, T, D, V), what each token would predict had it
+        alone exited at iteration i (see `AniraModel.forward`); an int k keeps the top k per iteration
+        instead (iteration_top_logits / iteration_top_ids, (B, T, D, k): for large vocabularies)."""
+        if output_iterations is not False and (use_cache or past_key_values is not None):
+            raise ValueError("output_iterations reads the uncached forward; pass use_cache=False and no past_key_values.")
+        if not isinstance(output_iterations, bool) and (not isinstance(output_iterations, int) or output_iterations < 1):
+            raise ValueError(f"output_iterations must be True, False or a top-k count >= 1, got {output_iterations!r}.")
         cache = self._allocation_cache(past_key_values) if (use_cache or past_key_values is not None) else None
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          inputs_embeds=inputs_embeds, exit_depths=exit_depths, depth_rule=depth_rule,
-                         halt_threshold=halt_threshold, past_key_values=cache)
+                         halt_threshold=halt_threshold, past_key_values=cache,
+                         output_iterations=output_iterations is not False)
         h = out.last_hidden_state
         logits = self.lm_head(h if not logits_to_keep else h[:, -logits_to_keep:])
         log_q = out.exit_log_probs
@@ -527,9 +635,20 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
             loss = ce if kl is None else ce + self.config.kl_beta * kl
         probs = log_q.exp()
         depths = torch.arange(1, probs.shape[-1] + 1, device=probs.device, dtype=probs.dtype)
+        views = {}
+        if out.iteration_hidden is not None:
+            if output_iterations is True:
+                views["iteration_logits"] = self.lm_head(out.iteration_hidden)  # (B, T, D, V)
+            else:  # one iteration at a time: never the whole (B, T, D, V) at a natural-language vocabulary
+                k = min(int(output_iterations), self.config.vocab_size)
+                tops = [self.lm_head(out.iteration_hidden[:, :, i]).topk(k, dim=-1)
+                        for i in range(out.iteration_hidden.shape[2])]
+                views.update(iteration_top_logits=torch.stack([t.values for t in tops], dim=2),
+                             iteration_top_ids=torch.stack([t.indices for t in tops], dim=2))
         return AniraCausalLMOutput(loss=loss, logits=logits, ce_loss=ce, kl_loss=kl, past_key_values=cache,
                                    exit_depths=out.exit_depths, exit_probs=probs,
-                                   expected_depth=(probs * depths).sum(-1))
+                                   expected_depth=(probs * depths).sum(-1), iteration_states=out.iteration_states,
+                                   iteration_halt_probs=out.iteration_halt_probs, **views)
 
 
 __all__ = ["AniraModel", "AniraForCausalLM", "AniraPreTrainedModel", "AniraCausalLMOutput",
