@@ -22,27 +22,43 @@ from .progress import progress_bar
 from .tasks import collate
 
 
-DUMP_FORMAT = 2  # 1 (until 2026-12-02): no dump_format, task, example or symbols fields
+DUMP_FORMAT = 3  # 3 (2026-12-07): + iteration_top1, iteration_correct, sufficient_depth
+READ_FORMATS = (2, 3)  # 2 (until 2026-12-07): no per-iteration fields; 1 (until 2026-12-02): no dump_format,
+#   task, example or symbols fields
+
+
+def supports_iterations(model) -> bool:
+    """Whether `model` can give the per-iteration view (output_iterations): eager or SDPA attention."""
+    return getattr(model.config, "_attn_implementation", None) in ("eager", "sdpa")
 
 
 @torch.no_grad()
-def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, halt_threshold=None):
+def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, halt_threshold=None,
+                 iterations: bool = True):
     """Forward `examples` in eval mode; yields one record per example (lists, JSON-ready):
 
     dump_format, task (name), knob, example (index in `examples`), tokens, symbols (decoded tokens),
     predicted / correct (the task's checker where it has one), answer_positions (positions whose
     logits predict a supervised token), answer_depth (their mean exit depth), exit_depths (T,),
-    expected_depth (T,), exit_probs (T, D): q(d) per token."""
+    expected_depth (T,), exit_probs (T, D): q(d) per token. With `iterations` (and eager or SDPA
+    attention) also iteration_top1 (T, D), each position's greedy prediction had it exited at
+    iteration i (`model.forward(output_iterations=...)`), iteration_correct (answers, D), whether that
+    prediction is the supervised token, and sufficient_depth (answers,), the first iteration from which
+    it stays correct through D (None: never; `sufficient_depth.sufficient_depths`)."""
+    from .sufficient_depth import sufficient_depths
+
     model.eval()
     device = next(model.parameters()).device
+    iterations = iterations and supports_iterations(model)
     for i in range(0, len(examples), batch_size):
         chunk = examples[i:i + batch_size]
         batch = collate(chunk, task.pad_id)
         out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                    depth_rule=depth_rule, halt_threshold=halt_threshold)
+                    depth_rule=depth_rule, halt_threshold=halt_threshold, output_iterations=1 if iterations else False)
         pred = out.logits[:, :-1].argmax(-1).cpu()
         labels = batch["labels"][:, 1:]
         depths, exp_d, probs = out.exit_depths.cpu(), out.expected_depth.float().cpu(), out.exit_probs.float().cpu()
+        top1 = out.iteration_top_ids[..., 0].cpu() if iterations else None  # (B, T, D)
         for b, ex in enumerate(chunk):
             n = len(ex.tokens)
             sup = (labels[b, : n - 1] != IGNORE_INDEX).nonzero().flatten()
@@ -51,6 +67,11 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
                 correct = task.check(ex, predicted[0])
             else:
                 correct = predicted == labels[b, sup].tolist()
+            per_iteration = {}
+            if iterations:
+                hits = top1[b, sup] == labels[b, sup].unsqueeze(-1)  # (answers, D)
+                per_iteration = {"iteration_top1": top1[b, :n].tolist(), "iteration_correct": hits.tolist(),
+                                 "sufficient_depth": sufficient_depths(hits.numpy()).tolist()}
             yield {
                 "dump_format": DUMP_FORMAT, "task": getattr(task, "name", type(task).__name__),
                 "knob": ex.knob, "example": i + b, "tokens": ex.tokens, "symbols": list(task.decode(ex.tokens)),
@@ -60,6 +81,7 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
                 "exit_depths": depths[b, :n].tolist(),
                 "expected_depth": [round(x, 4) for x in exp_d[b, :n].tolist()],
                 "exit_probs": [[round(p, 4) for p in row] for row in probs[b, :n].tolist()],
+                **per_iteration,
             }
 
 

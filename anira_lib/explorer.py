@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .evaluate import DUMP_FORMAT
+from .evaluate import DUMP_FORMAT, READ_FORMATS
 from .tasks import TASKS
 
 FIELDS = ("dump_format", "task", "knob", "example", "tokens", "symbols", "correct", "answer_positions",
@@ -42,8 +42,8 @@ def check_record(rec: dict, where: str) -> dict:
                         f"'symbols' fields); this anira reads format {DUMP_FORMAT}. Rewrite it by evaluating the "
                         "run again: evaluate_knobs(..., dump_path=...) or re-run its notebook (trained runs are "
                         "resumed, not retrained).")
-    if rec["dump_format"] != DUMP_FORMAT:
-        raise DumpError(f"{where} has dump_format {rec['dump_format']!r}; this anira reads format {DUMP_FORMAT} "
+    if rec["dump_format"] not in READ_FORMATS:
+        raise DumpError(f"{where} has dump_format {rec['dump_format']!r}; this anira reads formats {READ_FORMATS} "
                         "(a newer dump needs a newer anira; an older one, re-evaluating the run).")
     if rec.get("task") not in TASKS:
         raise DumpError(f"{where} is a dump of unknown task {rec.get('task')!r}; the explorer knows "

@@ -97,10 +97,11 @@ def _write(path, records):
     (lambda r: {k: v for k, v in r.items() if k not in ("dump_format", "task", "symbols", "example")},
      "older format"),
     (lambda r: {**r, "task": "sudoku"}, "unknown task 'sudoku'"),
-    (lambda r: {**r, "dump_format": DUMP_FORMAT + 1}, "dump_format 3"),
+    (lambda r: {**r, "dump_format": DUMP_FORMAT + 1}, f"dump_format {DUMP_FORMAT + 1}"),
     (lambda r: {k: v for k, v in r.items() if k != "exit_probs"}, r"lacks the field\(s\) \['exit_probs'\]"),
 ])
 def test_bad_dumps_get_a_clear_message_in_the_function_and_the_widget(dumps, tmp_path, edit, message):
+    """(The format case: a dump newer than this anira.)"""
     recs = [json.loads(line) for line in (dumps["brevo"] / "allocations_early.jsonl").read_text().splitlines()]
     bad = _write(tmp_path / "allocations_early.jsonl", [edit(r) for r in recs])
     with pytest.raises(ex.DumpError, match=message):
@@ -155,3 +156,12 @@ def test_explorer_widget_follows_its_controls(dumps, name):
             assert all(r["correct"] == (choice == "correct") for r in pool)
         else:
             assert "anira-strip-empty" in strips.value and view.state["example"] is None
+
+
+def test_a_format_2_dump_without_the_per_iteration_fields_still_reads(dumps, tmp_path):
+    recs = [json.loads(line) for line in (dumps["brevo"] / "allocations_early.jsonl").read_text().splitlines()]
+    assert {"iteration_top1", "iteration_correct", "sufficient_depth"} <= set(recs[0])
+    old = [{**{k: v for k, v in r.items() if not k.startswith("iteration_") and k != "sufficient_depth"},
+            "dump_format": 2} for r in recs]
+    loaded = ex.load_allocations(_write(tmp_path / "allocations_early.jsonl", old))
+    assert len(loaded["ANIRA-E"]) == len(recs) and "iteration_top1" not in loaded["ANIRA-E"][0]
