@@ -64,6 +64,12 @@ CLAIMS = {c.key: c for c in [
           "accuracy past L_train of O − the best other variant's, per seed"),
     Claim("tau_trades", "τ trades accuracy for compute", "Fig. 10: accuracy and d̄ both rise with τ",
           "min(Spearman(τ, d̄), Spearman(τ, accuracy)) over the τ sweep, per seed"),
+    Claim("need_rises", "the knob is a difficulty: the depth a token needs rises with it",
+          "implicit in §5 (knobs chosen as difficulty)",
+          "Spearman(knob, mean sufficient depth of fixed-D's answer tokens) per seed"),
+    Claim("allocation_tracks_need", "compute tracks need, token by token (our question, not the paper's)",
+          "§6: d̄ tracks difficulty proxies",
+          "Spearman(chosen exit depth, sufficient depth) over solved answer tokens, per seed"),
     Claim("brevo_e_structural", "BREVO: E's compute follows structure, O's the algorithm", "Table 2 (ΔR²)",
           "not measured yet"),
     Claim("mano_parse_state", "MANO question tokens track parse state", "Fig. 6", "not measured yet"),
@@ -201,6 +207,28 @@ def dynamics_by_seed(frame: pd.DataFrame, level: float = 0.9) -> pd.DataFrame:
     drop = two_phases(frame).set_index("run")["depth_drop"]
     runs = pd.DataFrame({"seed": seed_of, "easy_to_hard": first, "depth_drop": drop})
     return runs.groupby("seed")[["easy_to_hard", "depth_drop"]].mean()
+
+
+def need_by_seed(records_by_seed: dict) -> pd.Series:
+    """{seed: fixed-D dump records (format 3)} -> Spearman(knob, mean sufficient depth) per seed."""
+    from .sufficient_depth import allocation_efficiency
+
+    out = {}
+    for seed, records in records_by_seed.items():
+        eff = allocation_efficiency(records)
+        out[seed] = _spearman(eff["knob"], eff["oracle_depth"])
+    return pd.Series(out, dtype=float)
+
+
+def tracking_by_seed(records_by_seed: dict) -> pd.Series:
+    """{seed: dump records} -> Spearman(chosen, sufficient depth) over every solved answer token, per seed."""
+    from .sufficient_depth import token_table
+
+    out = {}
+    for seed, records in records_by_seed.items():
+        t = token_table(records).dropna(subset=["sufficient_depth"])
+        out[seed] = _spearman(t["exit_depth"], t["sufficient_depth"])
+    return pd.Series(out, dtype=float)
 
 
 # --------------------------------------------------------------------------- run folders

@@ -27,8 +27,8 @@ import yaml
 
 from .depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
 from .experiments import BASELINES, VARIANTS, compare_deciders
-from .findings import (O, claim_row, comparison_rows, dynamics_by_seed, extrapolation_rows, not_measured,
-                       read_comparison, tau_trade_by_seed, verdict_table)
+from .findings import (O, claim_row, comparison_rows, dynamics_by_seed, extrapolation_rows, need_by_seed,
+                       not_measured, read_comparison, tau_trade_by_seed, tracking_by_seed, verdict_table)
 from .results import markdown_table, read_frame, write_frame
 
 KINDS = ("knobs", "extrapolation")
@@ -109,6 +109,7 @@ def study_rows(name: str, spec: dict, out_root: str | Path) -> list[dict]:
     frame = read_comparison(out, spec["task"], list(ALL_VARIANTS))
     rows = comparison_rows(frame, name)
     condition = summarize_necessity(depth_necessity(frame))
+    rows += allocation_rows(out, name, condition)
     if spec.get("pareto"):
         sweep = read_frame(out / "pareto.csv")
         rows.append(claim_row("tau_trades", tau_trade_by_seed(sweep), f"{name}, {O}", condition) if len(sweep)
@@ -121,6 +122,25 @@ def study_rows(name: str, spec: dict, out_root: str | Path) -> list[dict]:
             rows.append(claim_row("two_phases", dyn["depth_drop"], f"{name}, E and O", condition))
         else:
             rows += [not_measured(c, name, "no checkpoint evaluations: run the study") for c in ("easy_to_hard", "two_phases")]
+    return rows
+
+
+def allocation_rows(out: Path, name: str, condition: str) -> list[dict]:
+    """The per-token claims from a study's allocation dumps (format 3): need rises with the knob
+    (fixed-D's sufficient depths) and allocation tracks need (E's and O's)."""
+    from .explorer import load_dump
+
+    def by_seed(variant_dir):
+        paths = {int(p.parent.name.removeprefix("seed_")): p for p in sorted(out.glob(f"seed_*/allocations_{variant_dir}.jsonl"))}
+        return {seed: load_dump(p) for seed, p in paths.items()}
+
+    fixed = by_seed("fixed-d")
+    if not fixed or any("iteration_correct" not in recs[0] for recs in fixed.values()):
+        why = "no allocation dumps with the per-iteration view (format 3): run the study again to re-evaluate"
+        return [not_measured("need_rises", name, why), not_measured("allocation_tracks_need", name, why)]
+    rows = [claim_row("need_rises", need_by_seed(fixed), f"{name}, fixed-D", condition)]
+    for variant, vdir in (("ANIRA-E", "early"), (O, "online")):
+        rows.append(claim_row("allocation_tracks_need", tracking_by_seed(by_seed(vdir)), f"{name}, {variant}", condition))
     return rows
 
 

@@ -30,7 +30,7 @@ def test_tiny_findings_plan_end_to_end(tmp_path):
     table = verdicts(plan, tmp_path / "runs")
     measured = table[table["verdict"] != "not measured"]
     assert set(measured["claim"]) == {"depth_rises", "o_below_e", "tau_trades", "easy_to_hard", "two_phases",
-                                      "all_drop_past_train", "o_most_graceful"}
+                                      "all_drop_past_train", "o_most_graceful", "need_rises", "allocation_tracks_need"}
     assert set(table[table["verdict"] == "not measured"]["claim"]) == {
         "clrs_unseen_drop", "brevo_e_structural", "mano_parse_state", "table1_signs"}
     # two seeds everywhere a statistic is defined; each row says the depth-necessity condition it was measured under
@@ -47,7 +47,7 @@ def test_tiny_findings_plan_end_to_end(tmp_path):
     assert "| claim | scope | value | low | high | seeds | verdict | condition |" in report
     assert "## Is depth needed? mano" in report and "![findings_mano](figures/findings_mano.png)" in report
     text = readme.read_text()
-    assert "old" not in text and text.endswith("<!-- /findings -->\nafter\n") and "| claim | scope | value | seeds | verdict |" in text
+    assert "\nold\n" not in text and text.endswith("<!-- /findings -->\nafter\n") and "| claim | scope | value | seeds | verdict |" in text
     assert "[docs/findings.md](docs/findings.md)" in text
     # a second run trains nothing: every run folder is finished, its metrics untouched
     metrics = tmp_path / "runs" / "mano" / "seed_1" / "fixed-d" / "metrics.jsonl"
