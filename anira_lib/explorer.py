@@ -195,3 +195,54 @@ def strip_html(record: dict, max_depth: int, selected: int | None = None, title:
     head = f'<div class="anira-strip-title"><b>{html.escape(title)}</b></div>' if title else ""
     return (f'<div class="anira-strip" data-knob="{html.escape(str(record["knob"]))}" '
             f'data-example="{record["example"]}" data-selected="{selected}">{head}{"".join(boxes)}</div>')
+
+
+def vocabulary(records: list[dict]) -> dict[int, str]:
+    """id -> symbol from the dumps' own tokens and symbols (a prediction of an id never seen as an input
+    shows as #id)."""
+    vocab: dict[int, str] = {}
+    for r in records:
+        vocab.update(zip(r["tokens"], r["symbols"]))
+    return vocab
+
+
+def iteration_grid(record: dict, vocab: dict[int, str]) -> pd.DataFrame | None:
+    """A format-3 record's per-iteration view, one row per iteration 1..D and one column per position:
+    the greedy prediction (symbol) had that token exited there; None for a format-2 record."""
+    top1 = record.get("iteration_top1")
+    if top1 is None:
+        return None
+    D = len(top1[0]) if top1 else 0
+    return pd.DataFrame([[vocab.get(t[i], f"#{t[i]}") for t in top1] for i in range(D)],
+                        index=pd.Index(range(1, D + 1), name="iteration"))
+
+
+def iteration_html(record: dict, vocab: dict[int, str], selected: int | None = None) -> str:
+    """Under a token strip: what each token would predict at every iteration (rows 1..D). A prediction
+    that is the next token is green; the token's exit depth is boxed; at an answer token the sufficient
+    depth (first iteration correct through D) carries a star. Empty for a format-2 record."""
+    grid = iteration_grid(record, vocab)
+    if grid is None:
+        return ""
+    tokens, depths = record["tokens"], record["exit_depths"]
+    need = dict(zip(record["answer_positions"], record.get("sufficient_depth", [])))
+    head = "".join(f'<th style="padding:0 3px;font-family:monospace;color:#555">{html.escape(str(sym))}</th>'
+                   for sym in record["symbols"])
+    rows = [f'<tr><th style="padding:0 4px;font-weight:normal;color:#555">i \\ token</th>{head}</tr>']
+    for i in grid.index:
+        cells = [f'<th style="padding:0 4px;font-weight:normal;color:#555">{i}</th>']
+        for p, symbol in enumerate(grid.loc[i]):
+            right = p + 1 < len(tokens) and record["iteration_top1"][p][i - 1] == tokens[p + 1]
+            style = "background:#c7e9c0;" if right else ""
+            style += "outline:2px solid #222;outline-offset:-2px;" if depths[p] == i else ""
+            style += "border-left:2px solid #1f77b4;border-right:2px solid #1f77b4;" if p == selected else ""
+            star = "★" if need.get(p) == i else ""
+            cells.append(f'<td class="anira-iteration-cell" data-position="{p}" data-iteration="{i}" '
+                         f'data-correct="{int(right)}" style="text-align:center;font-family:monospace;padding:0 3px;'
+                         f'{style}">{html.escape(str(symbol))}{star}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    legend = ('<div style="font-size:11px;color:#555">prediction had the token exited at iteration i (rows): '
+              '<span style="background:#c7e9c0">green</span> = the next token, boxed = its exit depth, '
+              '★ = sufficient depth (correct from there through D)</div>')
+    return (f'<div class="anira-iterations" data-example="{record["example"]}" data-selected="{selected}">'
+            f'<table style="border-collapse:collapse">{"".join(rows)}</table>{legend}</div>')

@@ -57,9 +57,11 @@ ANSWER_FILTERS = {"all": None, "correct": True, "wrong": False}
 def explore(source, max_variants: int = 2):
     """The allocation explorer over a run directory, one allocation dump, or {name: path} (any task).
 
-    Controls: variant(s), knob value, all / correct / wrong answers, example, token. Shows the
-    token strip of each chosen variant on the same example (coloured by exit depth, answer tokens
-    underlined), the selected token's q(d) for each, and each variant's per-knob depth histogram.
+    Controls: variant(s), knob value, all / correct / wrong answers, example, token (a slider, or a
+    click on the token's button). Shows the token strip of each chosen variant on the same example
+    (coloured by exit depth, answer tokens underlined) with, under it, what every token would predict at
+    each iteration (dump format 3: `explorer.iteration_html`), the selected token's q(d) for each, and
+    each variant's per-knob depth histogram.
     A dump it cannot read gives the reason in the widget (and `view.state['error']`)."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
@@ -87,9 +89,12 @@ def explore(source, max_variants: int = 2):
     answers = w.ToggleButtons(options=list(ANSWER_FILTERS), value="all", description="answers")
     example = w.IntSlider(value=0, min=0, max=0, description="example", continuous_update=False)
     token = w.IntSlider(value=0, min=0, max=0, description="token", continuous_update=False)
+    picker = w.ToggleButtons(options=[("·", 0)], value=0, description="click a token", style={"button_width": "auto"})
+    picker.add_class("anira-token-picker")
+    vocab = {name: ex.vocabulary(recs) for name, recs in data.items()}
     strips = w.HTML()
     figure = w.Output()
-    box = w.VBox([w.HBox([variants, knob]), answers, w.HBox([example, token]), strips, figure])
+    box = w.VBox([w.HBox([variants, knob]), answers, w.HBox([example, token]), picker, strips, figure])
     box.add_class("anira-explorer")
     box.state = {"error": None}
 
@@ -118,8 +123,9 @@ def explore(source, max_variants: int = 2):
                 html_strips[name] = f"<div>{html.escape(name)}: this example is not in its dump.</div>"
                 continue
             verdict = "correct" if r["correct"] else "wrong"
-            html_strips[name] = ex.strip_html(r, D, selected=position,
-                                              title=f"{name} · knob {r['knob']} · example {r['example']} · {verdict}")
+            html_strips[name] = (ex.strip_html(r, D, selected=position,
+                                               title=f"{name} · knob {r['knob']} · example {r['example']} · {verdict}")
+                                 + ex.iteration_html(r, vocab[name], selected=position))
             q[name] = ex.exit_distribution(r, position)
         strips.value = "".join(html_strips.values())
         with figure:
@@ -152,7 +158,9 @@ def explore(source, max_variants: int = 2):
             if records:  # a new example starts at its first answer token
                 rec = records[min(example.value, len(records) - 1)]
                 token.max = len(rec["tokens"]) - 1
+                picker.options = [(f"{p}:{sym}", p) for p, sym in enumerate(rec["symbols"])]
                 token.value = rec["answer_positions"][0] if rec["answer_positions"] else 0
+                picker.value = token.value
         finally:
             busy[0] = False
         draw()
@@ -167,5 +175,22 @@ def explore(source, max_variants: int = 2):
         control.observe(reset_example, names="value")
     example.observe(reset_token, names="value")
     token.observe(draw, names="value")
+
+    syncing = [False]  # the picker and the slider mirror each other without echoing back
+
+    def follow_picker(change):  # a click on a token moves the slider (which redraws)
+        if not busy[0] and not syncing[0] and change["new"] is not None:
+            token.value = change["new"]
+
+    def follow_slider(change):
+        if picker.value != change["new"] and change["new"] in [v for _, v in picker.options]:
+            syncing[0] = True
+            try:
+                picker.value = change["new"]
+            finally:
+                syncing[0] = False
+
+    picker.observe(follow_picker, names="value")
+    token.observe(follow_slider, names="value")
     reset_example()
     return box

@@ -1,6 +1,7 @@
 """The explorer in a real browser: JupyterLab headless on a loopback port, Debian's chromium driven by
 selenium through Debian's chromedriver. Runs every cell of notebook 14, moves the example slider,
-and checks the page: the widget rendered and the token strip changed. Screenshot: runs/browser/.
+and checks the page: the widget rendered and the token strip changed; the per-iteration grid renders
+under the strip, and a click on a token's button selects that token in both. Screenshot: runs/browser/.
 
 Skipped where chromium or chromedriver is missing, unless ANIRA_BROWSER_TEST=required (.ci/run
 installs both and sets it, so CI cannot skip it)."""
@@ -195,6 +196,21 @@ def test_explorer_renders_and_follows_the_slider_in_jupyterlab(browser, lab):
     after = _wait(lambda: (s := _strip_state(browser)) and s[0] != before_example and s, 30,
                   f"the token strip to leave example {before_example} after the slider moved")
     assert int(after[0]) == int(before_example) + 1 and after[1] != before[1]
+    # the per-iteration grid renders under the strip, and a click on a token's button selects that token
+    grid = _wait(lambda: browser.execute_script(
+        "const g = document.querySelector('.jp-OutputArea .anira-iterations');"
+        "return g ? [g.dataset.selected, g.querySelectorAll('.anira-iteration-cell').length] : null;"),
+        20, "the per-iteration grid under the token strip")
+    assert int(grid[1]) > 0
+    buttons = browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea .anira-token-picker button")
+    assert len(buttons) > 2, "the token picker did not render its buttons"
+    target = 0 if grid[0] != "0" else 1
+    buttons[target].click()
+    _wait(lambda: browser.execute_script(
+        "const s = document.querySelector('.jp-OutputArea .anira-strip');"
+        "const g = document.querySelector('.jp-OutputArea .anira-iterations');"
+        f"return s && g && s.dataset.selected === '{target}' && g.dataset.selected === '{target}';"),
+        30, f"the strip and the grid to select token {target} after its button was clicked")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000

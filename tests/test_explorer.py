@@ -132,8 +132,8 @@ def test_explorer_widget_follows_its_controls(dumps, name):
     data = ex.load_allocations(dumps[name])
     knobs = ex.knob_values(data["ANIRA-E"])
     view = explore(dumps[name])
-    (variants, knob), answers, (example, token), strips = (
-        view.children[0].children, view.children[1], view.children[2].children, view.children[3])
+    (variants, knob), answers, (example, token), picker, strips = (
+        view.children[0].children, view.children[1], view.children[2].children, view.children[3], view.children[4])
     assert view.state["error"] is None and set(view.state["strips"]) == {"ANIRA-E", "ANIRA-O"}
     first = view.state["strips"]["ANIRA-E"]
     assert view.state["example"] == 0 and strips.value.count('class="anira-strip"') == 2
@@ -141,9 +141,13 @@ def test_explorer_widget_follows_its_controls(dumps, name):
     rec = ex.select(data["ANIRA-E"], knobs[0])[3]
     assert view.state["example"] == 3 and view.state["strips"]["ANIRA-E"] != first
     assert view.state["position"] == rec["answer_positions"][0]  # a new example starts at its answer
+    assert picker.value == rec["answer_positions"][0] and len(picker.options) == len(rec["tokens"])
     token.value = 1
-    assert view.state["position"] == 1 and 'data-selected="1"' in strips.value
+    assert view.state["position"] == 1 and 'data-selected="1"' in strips.value and picker.value == 1
     assert np.allclose(view.state["q"]["ANIRA-E"], rec["exit_probs"][1])
+    picker.value = 2  # a click on token 2's button moves the slider and redraws
+    assert token.value == 2 and view.state["position"] == 2 and 'data-selected="2"' in strips.value
+    assert strips.value.count('class="anira-iterations"') == 2  # the per-iteration grid under each strip
     variants.value = ("ANIRA-O",)
     assert set(view.state["strips"]) == {"ANIRA-O"}
     knob.value = len(knobs) - 1
@@ -165,3 +169,18 @@ def test_a_format_2_dump_without_the_per_iteration_fields_still_reads(dumps, tmp
             "dump_format": 2} for r in recs]
     loaded = ex.load_allocations(_write(tmp_path / "allocations_early.jsonl", old))
     assert len(loaded["ANIRA-E"]) == len(recs) and "iteration_top1" not in loaded["ANIRA-E"][0]
+
+
+def test_iteration_grid_marks_correct_exit_and_sufficient_depth():
+    rec = {"example": 0, "tokens": [1, 5, 6, 2], "symbols": ["<bos>", "a", "b", "<eos>"], "answer_positions": [1],
+           "exit_depths": [1, 2, 3, 1], "iteration_top1": [[5, 5, 5], [7, 6, 6], [2, 9, 2], [0, 0, 0]],
+           "sufficient_depth": [2]}
+    vocab = ex.vocabulary([rec])
+    grid = ex.iteration_grid(rec, vocab)
+    assert grid.shape == (3, 4) and list(grid.loc[1]) == ["a", "#7", "<eos>", "<pad>" if 0 in vocab else "#0"]
+    page = ex.iteration_html(rec, vocab, selected=1)
+    cells = re.findall(r'data-position="(\d)" data-iteration="(\d)" data-correct="(\d)"', page)
+    correct = {(int(p), int(i)) for p, i, c in cells if c == "1"}
+    assert correct == {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 1), (2, 3)}  # equal to the next token
+    assert page.count("★</td>") == 1 and re.search(r'data-position="1" data-iteration="2"[^>]*>b★', page)
+    assert ex.iteration_html({k: v for k, v in rec.items() if k != "iteration_top1"}, vocab) == ""
