@@ -194,3 +194,50 @@ def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair:
     if all_tasks_path is not None:
         plot_task_size_grid(results, names, all_tasks_path, "CLRS-Text, every task (Fig. 7 style)")
     return results
+
+
+# the small runs notebook 15 trains where a task has no run yet (E, O and fixed-D, eager, a few minutes each)
+SMALL_RUNS = {
+    "mano": ({"task_args": {"max_ops": 4, "modulus": 2}, "max_depth": 4, "lr": 2e-3}, [1, 2, 3, 4], "operators ℓ"),
+    "brevo": ({"task_args": {"max_nodes": 6}, "max_depth": 4, "lr": 1e-3}, [3, 4, 5, 6], "nodes n"),
+    "depo": ({"task_args": {"max_nodes": 5, "max_k": 3, "queries": 4}, "max_depth": 4, "lr": 1e-3}, [1, 2, 3], "hops k"),
+}
+
+
+def sufficient_depth_study(run_dirs: dict, out_dir: str | Path, train_missing: bool = True, steps: int = 1500,
+                           eval_per_knob: int = 100, rule: str = "stable", processes: int = 2,
+                           figure_path: str | Path | None = None) -> dict:
+    """Notebook 15 in one call: for each task's run folder ({task: folder}; tasks of `SMALL_RUNS`), the
+    allocation efficiency of every variant (`sufficient_depth.run_efficiency`). A folder without dumps
+    is replaced by a small run trained into `out_dir/<task>` when `train_missing`, else left out with a
+    line saying so. Returns {"table": one frame (task, variant, knob, ...), "frames": {task: frame},
+    "folders": {task: the folder read}, "figure": path or None}."""
+    from .depth_necessity import DEEP, DEPTH_BASELINES
+    from .explorer import find_runs
+    from .plots import plot_oracle_vs_chosen
+    from .sufficient_depth import run_efficiency
+
+    frames, folders = {}, {}
+    for task, folder in run_dirs.items():
+        folder = Path(folder)
+        if not find_runs([folder]):
+            if not train_missing:
+                print(f"{task}: {folder} holds no allocation dumps; run its notebook first or pass train_missing=True.")
+                continue
+            extra, knobs, _ = SMALL_RUNS[task]
+            folder = Path(out_dir) / task
+            settings = {"task": task, "hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 4,
+                        "kl_beta": 0.01, "steps": steps, "batch_size": 64, "warmup_steps": 50,
+                        "checkpoint_every": max(steps // 2, 1), **extra}
+            compare_deciders(settings, knobs, folder, eval_per_knob=eval_per_knob, processes=processes,
+                             variants={**VARIANTS, DEEP: DEPTH_BASELINES[DEEP]})
+        folders[task], frames[task] = folder, run_efficiency(folder, rule)
+    table = pd.concat([f.assign(task=t) for t, f in frames.items()], ignore_index=True) if frames else pd.DataFrame()
+    if len(table):
+        table = table[["task", *[c for c in table.columns if c != "task"]]]
+    figure = None
+    if figure_path is not None and frames:
+        labels = {t: SMALL_RUNS.get(t, (None, None, "knob"))[2] for t in frames}
+        plot_oracle_vs_chosen(frames, labels, figure_path, title=f"sufficient ({rule}) vs chosen depth")
+        figure = Path(figure_path)
+    return {"table": table, "frames": frames, "folders": folders, "figure": figure}

@@ -65,6 +65,28 @@ def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str
     return _finish(fig, path)
 
 
+def plot_oracle_vs_chosen(frames: dict, knob_labels: dict | None = None, path: str | Path | None = None,
+                          title: str = ""):
+    """Sufficient against chosen depth per knob, one panel per task (`sufficient_depth.run_efficiency`
+    frames by task): each variant's chosen d̄ (solid) and the mean sufficient depth of its own answer
+    tokens (dashed), on one shared depth axis."""
+    fig, axes = plt.subplots(1, len(frames), figsize=(4.2 * len(frames), 3.4), squeeze=False, sharey=True)
+    for ax, (task, frame) in zip(axes[0], frames.items()):
+        for variant, g in frame.groupby("variant", sort=False):
+            style = {k: v for k, v in VARIANT_STYLE.get(variant, {}).items() if k != "ls"}
+            x = [str(k) for k in g["knob"]]
+            if variant in ("ANIRA-E", "ANIRA-O"):
+                ax.plot(x, g["chosen_depth"], label=f"{variant} chosen", **style)
+            ax.plot(x, g["oracle_depth"], ls="--", alpha=0.8, label=f"{variant} sufficient", **style)
+        ax.set(xlabel=(knob_labels or {}).get(task, "knob"), title=task)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("mean depth (answer tokens)")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
 def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict[str, "np.ndarray"],
                           path: str | Path | None = None, title: str = ""):
     """Per-token expected depth of each variant (top) and each proxy (one panel each) along one

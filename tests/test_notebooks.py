@@ -37,6 +37,8 @@ TINY = {
     # lr 1e-7: six steps leave the random model random, so it keeps talking (a briefly trained one says EOS at once)
     "13_natural_language": dict(steps=6, batch_size=4, lr=1e-7, max_length=64, documents=120, limit=2,
                                 max_new_tokens=6, splits=["main", "p2"]),
+    "15_sufficient_depth": dict(run_dirs={"mano": "no/such/run", "depo": "no/such/run"}, steps=10, eval_per_knob=4,
+                                processes=1),
     "06_lano_proxies": dict(lano_dir="no/such/run", steps=10, batch_size=2, window=160, eval_windows=4,
                             hidden_size=32, intermediate_size=64, n_boot=20, compile_training=False),
 }
@@ -249,7 +251,21 @@ def _check_answer_regression(run):
         assert {"N", "out_degree_dep", "frontier", "newly_enabled"} <= set(rows.feature)  # the paper's rows
 
 
-CHECKS = {"13_natural_language": _check_natural_language, "09_mano_extrapolation": _check_extrapolation, "10_pareto": _check_pareto, "08_training_dynamics": _check_dynamics, "14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
+def _check_sufficient_depth(run):
+    import pandas as pd
+
+    from anira_lib.sufficient_depth import run_efficiency
+
+    # the small runs trained where none was found: 4 examples per knob, one answer each (MANO), 3-4 (DEPO)
+    for task, knobs, answers in (("mano", [1, 2, 3, 4], {4}), ("depo", [1, 2, 3], set(range(12, 17)))):
+        frame = run_efficiency(run / task)
+        assert set(frame["variant"]) == {"ANIRA-E", "ANIRA-O", "fixed-D"} and sorted(set(frame["knob"])) == knobs
+        shares = frame[["under", "exact", "over"]].sum(axis=1)
+        assert ((shares - 1).abs() < 1e-9)[frame["solved"] > 0].all() and set(frame["tokens"]) <= answers
+        assert isinstance(frame, pd.DataFrame)
+
+
+CHECKS = {"15_sufficient_depth": _check_sufficient_depth, "13_natural_language": _check_natural_language, "09_mano_extrapolation": _check_extrapolation, "10_pareto": _check_pareto, "08_training_dynamics": _check_dynamics, "14_explorer": _check_explorer, "12_brevo_answer_regression": _check_answer_regression, "11_mano_question_tokens": _check_question_tokens, "01_mano": _check_knob_results, "05_clrs": _check_clrs, "07_inference_savings": _check_savings, "02_brevo": _check_knob_results, "03_depo": _check_knob_results,
           "04_lano": _check_lano, "06_lano_proxies": _check_table1}
 
 
