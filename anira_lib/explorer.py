@@ -82,9 +82,10 @@ def variant_name(path: Path) -> str:
     return DECIDER_NAMES.get(stem, stem)
 
 
-def load_allocations(source) -> dict[str, list[dict]]:
+def load_allocations(source, variants=None) -> dict[str, list[dict]]:
     """{variant: records} from a run directory (its allocations_*.jsonl), one dump file, or a
-    {name: path} mapping. Every dump must be of the same task."""
+    {name: path} mapping. Every dump must be of the same task. variants: the names to keep (e.g.
+    ("ANIRA-E", "ANIRA-O") for an analysis of adaptive depth; None: all)."""
     if isinstance(source, dict):
         paths = {name: Path(p) for name, p in source.items()}
     else:
@@ -97,6 +98,12 @@ def load_allocations(source) -> dict[str, list[dict]]:
             paths = {variant_name(p): p for p in found}
         else:
             paths = {variant_name(source): source}
+    if variants is not None:
+        missing = [v for v in variants if v not in paths]
+        if missing:
+            raise DumpError(f"{source} has no dump of {missing} (it has {sorted(paths)}); evaluate those variants "
+                            "first or choose others.")
+        paths = {v: paths[v] for v in variants}
     data = {name: load_dump(p) for name, p in paths.items()}
     tasks = {name: recs[0]["task"] for name, recs in data.items()}
     if len(set(tasks.values())) > 1:

@@ -45,7 +45,8 @@ keep_checkpoints = False  # keep a model snapshot per checkpoint (notebook 08 ev
 eval_per_knob = 200
 device = "auto"
 compile_training = True   # torch.compile the training step: 1.5x the eager step at this size (README)
-depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
+depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at all? (about twice the time: training
+                         #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2
 out_dir = "runs/02_brevo"
 figure_dir = "figures"

@@ -46,7 +46,8 @@ seed = 0
 eval_per_knob = 200
 device = "auto"
 compile_training = True   # torch.compile the training step (see 01_mano; measured in the README)
-depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
+depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at all? (about twice the time: training
+                         #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2
 out_dir = "runs/03_depo"
 figure_dir = "figures"

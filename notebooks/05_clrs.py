@@ -47,7 +47,8 @@ warmup_steps = 100
 seed = 0
 device = "auto"
 compile_training = True   # torch.compile the training step: 1.35x the eager step at this size (README)
-depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
+depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at all? (about twice the time: training
+                         #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2
 data_dir = "data/clrs"
 out_dir = "runs/05_clrs"

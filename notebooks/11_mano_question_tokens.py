@@ -51,7 +51,7 @@ if not find_runs([source]):
                     warmup_steps=20, checkpoint_every=steps)
     compare_deciders(settings, [1, 2, 3, 4], out_dir, eval_per_knob=eval_per_knob)
     source = Path(out_dir)
-dumps = load_allocations(source)
+dumps = load_allocations(source, variants=("ANIRA-E", "ANIRA-O"))  # the adaptive two (fixed depths are constant)
 tables = {name: question_token_table(recs) for name, recs in dumps.items()}
 print(f"{source}: " + ", ".join(f"{n} {len(t)} question tokens from {t.groupby(['knob', 'example']).ngroups} correct examples"
                                 for n, t in tables.items()))

@@ -55,7 +55,7 @@ if not find_runs([source]):
                     checkpoint_every=steps)
     compare_deciders(settings, range(3, 7), out_dir, eval_per_knob=eval_per_knob)
     source = Path(out_dir)
-dumps = load_allocations(source)
+dumps = load_allocations(source, variants=("ANIRA-E", "ANIRA-O"))  # the adaptive two (fixed depths are constant)
 thresholds = dict(corr_threshold=corr_threshold, vif_threshold=vif_threshold, delta_r2_threshold=delta_r2_threshold)
 fits = {name: answer_regression(recs, correct_only, **thresholds) for name, recs in dumps.items()}
 for name, (table, _) in fits.items():

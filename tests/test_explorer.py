@@ -184,3 +184,9 @@ def test_iteration_grid_marks_correct_exit_and_sufficient_depth():
     assert correct == {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 1), (2, 3)}  # equal to the next token
     assert page.count("★</td>") == 1 and re.search(r'data-position="1" data-iteration="2"[^>]*>b★', page)
     assert ex.iteration_html({k: v for k, v in rec.items() if k != "iteration_top1"}, vocab) == ""
+
+
+def test_load_allocations_keeps_the_variants_asked_for(dumps):
+    assert set(ex.load_allocations(dumps["mano"], variants=("ANIRA-O",))) == {"ANIRA-O"}
+    with pytest.raises(ex.DumpError, match=r"has no dump of \['fixed-D'\]"):
+        ex.load_allocations(dumps["mano"], variants=("ANIRA-E", "fixed-D"))
