@@ -27,15 +27,27 @@ RUN_DIR = Path("runs") / "notebooks"
 
 
 def find_notebook(name: str | Path) -> Path:
-    """'01_mano', '01_mano.py' or a path -> the jupytext source file."""
-    path = Path(name)
-    if path.is_file():
-        return path
+    """'01_mano', '01_mano.py', its number ('01', '1') or a path -> the jupytext source file. A name
+    that matches no notebook, or several ('mano'), is an error listing the choices."""
     candidates = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
-    for c in candidates:
-        if c.stem == path.stem or c.stem.startswith(str(name)):
-            return c
-    raise FileNotFoundError(f"no notebook {name!r}; available: {[c.stem for c in candidates]}")
+    names = [c.stem for c in candidates]
+    text = str(name).strip()
+    if not text:
+        raise FileNotFoundError(f"no notebook name given; available: {names}")
+    path = Path(text)
+    if path.suffix == ".py" and path.is_file():
+        return path
+    stem = path.stem if path.suffix == ".py" else text
+    exact = [c for c in candidates if c.stem == stem]
+    if exact:
+        return exact[0]
+    number = [c for c in candidates if stem.isdigit() and int(c.stem[:2]) == int(stem)]
+    matches = number or [c for c in candidates if c.stem.startswith(stem) or c.stem[3:].startswith(stem)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise FileNotFoundError(f"notebook {text!r} is ambiguous: {[c.stem for c in matches]}; give its full name.")
+    raise FileNotFoundError(f"no notebook {text!r}; available: {names}")
 
 
 def load_notebook(path: Path):

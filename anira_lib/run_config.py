@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -82,6 +83,13 @@ class TrainConfig:
                 except ValueError:
                     pass
             _check_type(f.name, getattr(self, f.name), f.type)
+        for f in dataclasses.fields(self):  # inf / nan pass the type check but no run can use them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}; give a finite value.")
+        if not str(self.out_dir).strip():
+            raise ValueError("out_dir is empty; name the run's folder (e.g. out_dir=runs/mano): an empty one would "
+                             "be the current directory.")
         positive = ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -134,12 +142,15 @@ class TrainConfig:
             if not path.is_file():
                 raise FileNotFoundError(f"config file {path} not found; the shipped ones are in configs/.")
             try:
-                loaded = yaml.safe_load(path.read_text()) or {}
+                loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
             except yaml.YAMLError as err:
                 where = getattr(err, "problem_mark", None)
                 at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
                 raise ValueError(f"{path} is not valid YAML{at}: {getattr(err, 'problem', err)}; fix the file "
                                  "(key: value per line).") from None
+            if loaded is None:
+                raise ValueError(f"{path} is empty; write the run's settings as key: value lines (the shipped "
+                                 "configs are in configs/), or drop -f to train on the defaults.")
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}.")
             cls.check_keys(loaded, str(path))
@@ -155,6 +166,21 @@ class TrainConfig:
                 given[key.strip()] = yaml.safe_load(raw)
         cls.check_keys(given, "the command-line overrides")
         return cls.from_dict({**values, **given}, source=str(path) if path else "the command-line overrides")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the
+    last one silently, so a config's earlier line would be ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (the later value would silently win)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _check_type(name, value, annotation):

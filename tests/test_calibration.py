@@ -43,4 +43,4 @@ def test_candidate_file_errors(tmp_path):
     good.write_text(yaml.safe_dump({"tiny": TINY}))
     assert main([str(good), "nope"]) == 2
     assert main([str(good)]) == 2  # nothing to do
-    assert set(load_candidates("configs/calibration.yaml")) >= {"depo_n8_k4_d4"}
+    assert set(load_candidates("configs/studies/calibration.yaml")) >= {"depo_n8_k4_d4"}

@@ -66,4 +66,4 @@ def test_plan_errors_name_the_study(tmp_path):
     with pytest.raises(ValueError, match=r"study 'x' .*needs kind \(knobs or extrapolation\)"):
         load_plan(bad)
     assert main([str(tmp_path / "none.yaml")]) == 2
-    assert load_plan("configs/findings.yaml")["seeds"] == [0, 1, 2]
+    assert load_plan("configs/studies/findings.yaml")["seeds"] == [0, 1, 2]

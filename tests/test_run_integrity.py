@@ -279,3 +279,48 @@ def test_notebook_cli_errors_are_one_line():
     with pytest.raises(SystemExit) as exc:
         notebooks_main(["run", "01_mano", "-p", "stpes=3"])
     assert str(exc.value) == "anira notebooks: error: notebook 01_mano has no parameter 'stpes'; did you mean 'steps'?"
+
+
+@pytest.mark.parametrize("given, found", [("01_mano", "01_mano"), ("01_mano.py", "01_mano"), ("01", "01_mano"),
+                                          ("1", "01_mano"), ("10", "10_pareto"), ("pareto", "10_pareto"),
+                                          ("15", "15_sufficient_depth"), (" 03_depo ", "03_depo")])
+def test_find_notebook_by_name_or_number(given, found):
+    from anira_lib.notebooks import find_notebook
+
+    assert find_notebook(given).stem == found
+
+
+@pytest.mark.parametrize("given, message", [("", "no notebook name given"), ("   ", "no notebook name given"),
+                                            ("mano", "ambiguous"), ("lano", "ambiguous"), ("99", "no notebook '99'"),
+                                            ("sudoku", "no notebook 'sudoku'")])
+def test_find_notebook_refuses_empty_ambiguous_and_unknown_names(given, message):
+    """Issue 31: 'run 1' used to open 10_pareto (first prefix match) and 'run ''' 01_mano."""
+    from anira_lib.notebooks import find_notebook
+
+    with pytest.raises(FileNotFoundError, match=message):
+        find_notebook(given)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gumbel_temperature=.inf", "gumbel_temperature must be a finite number, got inf"),
+    ("kl_beta=.nan", "kl_beta must be a finite number, got nan"),
+    ("prior_lambda=.inf", "prior_lambda must be a finite number, got inf"),
+    ("lr=-.inf", "lr must be a finite number, got -inf"),
+    ("initial_depth=.nan", "initial_depth must be a finite number"),
+    ("out_dir=''", "out_dir is empty"),
+    ("out_dir='  '", "out_dir is empty"),
+])
+def test_non_finite_numbers_and_an_empty_out_dir_are_refused_before_training(override, message):
+    """Issue 31: these passed validation (inf trained at depth 1 everywhere; nan failed at step 1 blaming
+    the learning rate and left a config behind; '' was the current directory)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.load(None, [override])
+
+
+@pytest.mark.parametrize("text, message", [("", "is empty"), ("# only a comment\n", "is empty"),
+                                           ("steps: 3\nlr: 1e-3\nsteps: 4\n", "key 'steps' appears twice")])
+def test_empty_config_files_and_duplicate_keys_are_refused(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.load(path)

@@ -83,6 +83,18 @@ def test_shipped_configs_load():
         assert cfg.steps >= 1
 
 
+def test_every_calibration_candidate_and_findings_study_is_a_valid_run():
+    from anira_lib.calibration import load_candidates
+    from anira_lib.findings_run import load_plan
+
+    specs = {**load_candidates("configs/studies/calibration.yaml"),
+             **load_plan("configs/studies/findings.yaml")["studies"]}
+    assert len(specs) >= 5
+    for name, spec in specs.items():
+        cfg = TrainConfig.from_dict({**spec["settings"], "task": spec["task"]}, source=name)
+        assert cfg.task == spec["task"] and cfg.steps >= 1
+
+
 def test_cli_runs(tmp_path, capsys):
     main(["steps=3", "batch_size=8", "hidden_size=32", "intermediate_size=64", "progress=false",
           "task_args={max_ops: 2, modulus: 5}", f"out_dir={tmp_path}"])
