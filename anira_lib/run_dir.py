@@ -23,7 +23,7 @@ from pathlib import Path
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("train_config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "model", "checkpoints",
-             "tensorboard")
+             "tensorboard", "checkpoint_eval.csv")  # the last: checkpoint_eval's results, the run's own too
 
 
 class RunDirError(RuntimeError):

@@ -99,3 +99,16 @@ def test_command_line(run, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("anira evaluate: error:")
     assert "not a training run" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_overwrite_removes_the_old_runs_evaluations(tmp_path):
+    """Issue 31: --overwrite kept checkpoint_eval.csv, so evaluating the new run skipped every step as
+    'already evaluated' and reported the old run's numbers (train_seed 0 rows in a seed-1 run)."""
+    cfg = {**TINY, "steps": 4, "decider": "online", "out_dir": str(tmp_path)}
+    train(TrainConfig.from_dict(cfg))
+    old = evaluate_checkpoints(tmp_path, **EVAL)
+    assert set(old["train_seed"]) == {0}
+    train(TrainConfig.from_dict({**cfg, "seed": 1}), overwrite=True)
+    new = evaluate_checkpoints(tmp_path, **EVAL)
+    assert set(new["train_seed"]) == {1} and sorted(set(new["step"])) == [2, 4]
+
