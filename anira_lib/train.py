@@ -634,9 +634,16 @@ def main(argv=None):
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=500 decider=online")
     args = p.parse_args(argv)
+    cfg = None
     try:
         cfg = TrainConfig.load(args.config, args.overrides)
         result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:  # Ctrl-C: what the last checkpoint saved is safe, and that is all to say
+        if args.debug:
+            raise
+        where = f" in {cfg.out_dir}" if cfg is not None else ""
+        raise SystemExit(f"anira train: interrupted; the run{where} keeps its last checkpoint: --resume continues "
+                         "it from there.") from None
     except Exception as err:  # one line a user can act on; the traceback behind --debug
         if args.debug:
             raise

@@ -324,3 +324,18 @@ def test_empty_config_files_and_duplicate_keys_are_refused(tmp_path, text, messa
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         TrainConfig.load(path)
+
+
+def test_ctrl_c_in_the_training_cli_is_one_line(monkeypatch, tmp_path):
+    """Issue 31: Ctrl-C printed a 74-line traceback (the data was safe)."""
+    import anira_lib.train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main([f"out_dir={tmp_path}", "steps=2"])
+    message = str(exc.value)
+    assert message.count("\n") == 0 and "interrupted" in message and f"in {tmp_path}" in message
+    assert "--resume continues it" in message
