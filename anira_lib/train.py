@@ -363,6 +363,12 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False,
     if resume == "auto":  # resume a checkpoint; else clear a run killed before its first one
         resume = (out_dir / "checkpoint.pt").is_file()
         overwrite = overwrite or (not resume and "model" not in existing_run(out_dir))
+    elif resume and not (out_dir / "checkpoint.pt").exists() and existing_run(out_dir) \
+            and not {"model", "checkpoints"} & set(existing_run(out_dir)):
+        # killed before its first checkpoint: nothing was saved, so --resume starts it again from step 0
+        if rank == 0:
+            print(f"{out_dir} has no checkpoint yet (the run stopped before its first one): starting from step 0.")
+        resume, overwrite = False, True
     lock = claim_run_dir(out_dir, bool(resume), overwrite) if rank == 0 else None
     try:
         return _train(cfg, task, out_dir, bool(resume), device, rank, world, distributed, local_batch,

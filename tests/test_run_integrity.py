@@ -339,3 +339,17 @@ def test_ctrl_c_in_the_training_cli_is_one_line(monkeypatch, tmp_path):
     message = str(exc.value)
     assert message.count("\n") == 0 and "interrupted" in message and f"in {tmp_path}" in message
     assert "--resume continues it" in message
+
+
+def test_resume_after_a_kill_before_the_first_checkpoint_starts_over(tmp_path, capsys):
+    """Issue 31: --resume said 'no checkpoint: start without --resume', and without flags the folder
+    'already holds an unfinished run: pass --resume'; only --overwrite worked."""
+    cfg = TrainConfig.from_dict({"task_args": {"max_ops": 2, "modulus": 5}, "hidden_size": 32, "intermediate_size": 64,
+                                 "steps": 2, "batch_size": 8, "progress": False, "out_dir": str(tmp_path)})
+    (tmp_path / "train_config.yaml").write_text("task: mano\n")  # what a kill at step 1 of 250 leaves
+    (tmp_path / "metrics.jsonl").write_text("")
+    result = train(cfg, resume=True)
+    assert result.metrics[-1]["step"] == 2 and (tmp_path / "model").is_dir()
+    assert "no checkpoint yet" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):  # an empty or foreign folder: still refused
+        train(TrainConfig.from_dict({**cfg.to_dict(), "out_dir": str(tmp_path / "empty")}), resume=True)
