@@ -143,6 +143,9 @@ class AniraConfig(PreTrainedConfig):
                              "('early' = ANIRA-E, 'online' = ANIRA-O, 'none' = fixed depth).")
         if self.max_depth < 1:
             raise ValueError(f"max_depth (D) must be >= 1, got {self.max_depth}.")
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         for name in ("prelude_layers", "coda_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")

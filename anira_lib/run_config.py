@@ -103,7 +103,13 @@ class TrainConfig:
                              "'fsdp' (FSDP2: parameters, gradients and optimizer state sharded across processes).")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"dtype={self.dtype!r} is unknown; use 'auto', 'float32' or 'bfloat16'.")
-        self.model_config()  # model knobs: AniraConfig validates them and names the bad field
+        try:  # model knobs: AniraConfig validates them and names the bad field
+            self.model_config()
+        except Exception as err:  # transformers wraps a validator's error in a two-line class error
+            inner = err.__cause__
+            if isinstance(inner, ValueError) and type(err).__name__ == "StrictDataclassClassValidationError":
+                raise ValueError(str(inner)) from None
+            raise
 
     def model_config(self, vocab_size: int = 64, **extra) -> AniraConfig:
         kw = {k: getattr(self, k) for k in self.MODEL_FIELDS}

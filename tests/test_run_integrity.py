@@ -353,3 +353,16 @@ def test_resume_after_a_kill_before_the_first_checkpoint_starts_over(tmp_path, c
     assert "no checkpoint yet" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="nothing to resume"):  # an empty or foreign folder: still refused
         train(TrainConfig.from_dict({**cfg.to_dict(), "out_dir": str(tmp_path / "empty")}), resume=True)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("num_attention_heads=0", "num_attention_heads must be >= 1, got 0."),
+    ("hidden_size=0", "hidden_size must be >= 1, got 0."),
+    ("hidden_size=30", "hidden_size=30 is not a multiple of num_attention_heads=4."),
+    ("max_depth=0", "max_depth (D) must be >= 1, got 0."),
+])
+def test_model_field_errors_are_one_line_naming_the_field(override, message):
+    """Issue 31: 'integer modulo by zero', and validator errors in two lines behind a class-validation header."""
+    with pytest.raises(ValueError) as exc:
+        TrainConfig.load(None, [override])
+    assert str(exc.value) == message
