@@ -366,3 +366,17 @@ def test_model_field_errors_are_one_line_naming_the_field(override, message):
     with pytest.raises(ValueError) as exc:
         TrainConfig.load(None, [override])
     assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("override, message", [
+    ("task_args={max_ops: '3'}", "task 'mano' knob max_ops must be int, got '3' (str)"),
+    ("task_args={max_ops: 3.5}", "knob max_ops must be int, got 3.5 (float)"),
+    ("task_args={division: 1}", "knob division must be bool, got 1 (int)"),
+])
+def test_task_knobs_of_the_wrong_type_are_named(override, message, tmp_path):
+    """Issue 31: a string number in task_args failed deep in the sampler ('>=' not supported between 'str' and 'int')."""
+    from anira_lib.tasks import get_task
+
+    cfg = TrainConfig.load(None, [override, f"out_dir={tmp_path}"])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_task(cfg.task, **cfg.task_args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 from .base import Example, collate, rng_for
 from .brevo import BrevoTask
@@ -25,6 +26,14 @@ def get_task(name: str, **knobs):
     bad = sorted(set(knobs) - valid)
     if bad:
         raise ValueError(f"task {name!r} has no knob(s) {bad}; valid knobs: {sorted(valid)}.")
+    hints = typing.get_type_hints(cls)
+    for key, value in knobs.items():  # scalar knobs by type (a YAML '3' is a string, and would fail deep inside)
+        want = hints.get(key)
+        ok = {int: isinstance(value, int) and not isinstance(value, bool), bool: isinstance(value, bool),
+              float: isinstance(value, (int, float)) and not isinstance(value, bool), str: isinstance(value, str)}
+        if want in ok and not ok[want]:
+            raise ValueError(f"task {name!r} knob {key} must be {want.__name__}, got {value!r} "
+                             f"({type(value).__name__}); write it without quotes.")
     return cls(**knobs)
 
 
