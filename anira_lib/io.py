@@ -120,7 +120,18 @@ def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None, state_d
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a JSON-lines file; a damaged line is an error naming the file and the line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run the step that writes it first.")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n} is not valid JSON ({err.msg}, column {err.colno}); the file is damaged: "
+                             "delete that line, or the file (a resumed run rewrites its metrics from the "
+                             "checkpoint onward).") from None
+    return rows

@@ -299,6 +299,8 @@ class AniraModel(AniraPreTrainedModel):
         the earlier tokens' real states and to itself (`counterfactual_mask`), in the block and in the Coda."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if input_ids is not None:
+            self._check_inputs(input_ids, attention_mask, cached=past_key_values is not None)
         h = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         B, T = h.shape[:2]
         D = self.config.max_depth
@@ -361,6 +363,23 @@ class AniraModel(AniraPreTrainedModel):
         return AniraModelOutput(last_hidden_state=self.norm(h), exit_depths=depth, exit_log_probs=log_q,
                                 iteration_states=torch.stack(runner.states, dim=2),
                                 iteration_hidden=self.norm(torch.stack(views, dim=2)), iteration_halt_probs=halt)
+
+    @torch.compiler.disable
+    def _check_inputs(self, input_ids, attention_mask, cached: bool):
+        """Shapes and the id range, each error naming the argument, its shape and the one expected. The
+        range check reads two numbers back from the device, so a one-token decoding step skips it."""
+        if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be (batch, tokens) with at least one token, got shape "
+                             f"{tuple(input_ids.shape)}.")
+        if attention_mask is not None and not cached and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; without a cache it must match "
+                             f"input_ids, {tuple(input_ids.shape)}.")
+        if cached and input_ids.shape[1] == 1:
+            return
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(f"input_ids must lie in 0..vocab_size-1 = 0..{self.config.vocab_size - 1}, got values "
+                             f"from {low} to {high}.")
 
     @torch.compiler.disable
     def _layer_kwargs(self, h, attention_mask, position_ids):
@@ -624,6 +643,9 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
             else:
                 kl = kl_t.mean()
         loss = ce = None
+        if labels is not None and input_ids is not None and tuple(labels.shape) != tuple(input_ids.shape):
+            raise ValueError(f"labels has shape {tuple(labels.shape)}; it must match input_ids, {tuple(input_ids.shape)} "
+                             "(same positions, IGNORE_INDEX where unsupervised).")
         if labels is not None:
             shift_logits = logits[:, :-1].float() if not logits_to_keep else None
             if shift_logits is None:

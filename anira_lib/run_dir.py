@@ -47,6 +47,8 @@ def lock_run_dir(out_dir: str | os.PathLike, name: str = LOCK_NAME, writer: str 
     """Lock `out_dir` (created if missing) for this process, or raise RunDirError naming the holder.
     name: the lock file (another name: a lock for another writer, e.g. a checkpoint evaluation)."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"out_dir {out_dir} is a file, not a folder; choose another out_dir.")
     out_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(out_dir / name, os.O_RDWR | os.O_CREAT, 0o666)
     try:

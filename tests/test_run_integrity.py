@@ -380,3 +380,40 @@ def test_task_knobs_of_the_wrong_type_are_named(override, message, tmp_path):
     cfg = TrainConfig.load(None, [override, f"out_dir={tmp_path}"])
     with pytest.raises(ValueError, match=re.escape(message)):
         get_task(cfg.task, **cfg.task_args)
+
+
+def test_out_dir_that_is_a_file_and_a_damaged_metrics_line_are_named(tmp_path):
+    """Issue 31: '[Errno 17]' for an out_dir that is a file; 'Expecting value: line 1 column 21' (no file
+    named) for a damaged metrics.jsonl line on resume."""
+    from anira_lib.io import read_jsonl
+
+    afile = tmp_path / "taken"
+    afile.write_text("x")
+    with pytest.raises(RunDirError, match=f"out_dir {re.escape(str(afile))} is a file, not a folder"):
+        lock_run_dir(afile)
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1}\n{"step": 2, "loss": }\n')
+    with pytest.raises(ValueError, match=re.escape(f"{metrics}:2 is not valid JSON")):
+        read_jsonl(metrics)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("id too large", r"input_ids must lie in 0..vocab_size-1 = 0..39, got values from \d+ to 40"),
+    ("negative id", r"input_ids must lie in 0..vocab_size-1 = 0..39, got values from -1"),
+    ("mask length", r"attention_mask has shape \(2, 4\); without a cache it must match input_ids, \(2, 5\)"),
+    ("mask batch", r"attention_mask has shape \(1, 5\); without a cache it must match input_ids, \(2, 5\)"),
+    ("empty", r"input_ids must be \(batch, tokens\) with at least one token, got shape \(1, 0\)"),
+    ("labels longer", r"labels has shape \(2, 6\); it must match input_ids, \(2, 5\)"),
+])
+def test_forward_names_bad_arguments(case, message):
+    """Issue 31: raw 'index out of range in self' and shape errors from deep inside the model."""
+    model = tiny_model()
+    ids = torch.randint(3, 40, (2, 5))
+    kwargs = {"id too large": dict(input_ids=torch.cat([ids[:, :4], torch.full((2, 1), 40)], 1)),
+              "negative id": dict(input_ids=torch.cat([ids[:, :4], torch.full((2, 1), -1)], 1)),
+              "mask length": dict(input_ids=ids, attention_mask=torch.ones(2, 4, dtype=torch.long)),
+              "mask batch": dict(input_ids=ids, attention_mask=torch.ones(1, 5, dtype=torch.long)),
+              "empty": dict(input_ids=torch.zeros(1, 0, dtype=torch.long)),
+              "labels longer": dict(input_ids=ids, labels=torch.randint(3, 40, (2, 6)))}[case]
+    with pytest.raises(ValueError, match=message):
+        model(**kwargs)
