@@ -47,7 +47,7 @@ eval_per_knob = 500      # evaluation examples per ℓ
 device = "auto"
 compile_training = True  # torch.compile the training step: ~1 min of compiling, then ~2x the steps/s (CPU)
 depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
-processes = 2            # CPU processes training the two variants side by side (1: one after the other)
+processes = 2            # CPU processes training the variants side by side (1: one after the other)
 out_dir = "runs/01_mano"
 figure_dir = "figures"
 
