@@ -77,7 +77,13 @@ def read_rows(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise GsmDataError(f"{path} does not exist.")
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[:err.start].count(b"\n") + 1
+        raise GsmDataError(f"{path} line {line} is not UTF-8 (byte {err.object[err.start]:#04x}); re-save the file "
+                           "as UTF-8.") from None
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path} line {i}"
@@ -85,6 +91,8 @@ def read_rows(path: str | Path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise GsmDataError(f"{where} is not JSON ({err.msg}).") from None
+        if not isinstance(row, dict):
+            raise GsmDataError(f"{where} is {type(row).__name__} JSON, not an object with question and answer.")
         missing = [k for k in ("question", "answer") if k not in row]
         if missing:
             raise GsmDataError(f"{where} has no field(s) {missing}.")
@@ -192,9 +200,9 @@ def evaluate_gsm(models: dict, tokenizer, folder: str | Path, shots: str | Path 
     values beside ours). Summary: accuracy (%) and depth (mean over all answer tokens of the split;
     NaN where no question got an answer token, e.g. a model that answers with EOS at once)."""
     shots = read_rows(shots) if not isinstance(shots, list) else shots
-    per_row = []
-    for split in splits:
-        rows = read_split(folder, split, limit)
+    data = {split: read_split(folder, split, limit) for split in splits}  # every split read and checked first:
+    per_row = []                                                          # a bad p2 fails before any generation
+    for split, rows in data.items():
         prompts = [build_prompt(shots, r["question"]) for r in rows]
         for name, model in models.items():
             model.eval()

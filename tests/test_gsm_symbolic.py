@@ -118,3 +118,34 @@ def test_generation_depths_are_the_uncached_passes(tmp_path):
         full = models["ANIRA-O"](input_ids=gen)
     P, n = len(prompt), int(row["answer_tokens"])
     assert row["depth_sum"] == full.exit_depths[0, P - 1:P - 1 + n].sum().item()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"42\n", r"line 1 is int JSON, not an object"),
+    (b"null\n", r"line 1 is NoneType JSON, not an object"),
+    (b'{"question": "q", "answer": "#### 4"}\n{"question": "\xff", "answer": "#### 1"}\n', r"line 2 is not UTF-8 \(byte 0xff\)"),
+])
+def test_rows_that_are_not_objects_or_not_utf8_are_named(tmp_path, content, message):
+    """Issue 31: a valid-JSON row that is not an object raised a raw TypeError; a bad byte a
+    UnicodeDecodeError naming neither file nor line."""
+    folder = tmp_path / "generated_data"
+    folder.mkdir()
+    (folder / "GSM_symbolic.jsonl").write_bytes(content)
+    with pytest.raises(GsmDataError, match=message):
+        read_split(tmp_path, "main")
+
+
+def test_a_missing_split_fails_before_anything_is_generated(tmp_path):
+    """Issue 31: a folder without GSM_p2.jsonl generated every answer of main and p1, then failed and
+    discarded them."""
+    write_synthetic(tmp_path / "gsm", n=3)
+    (tmp_path / "gsm" / "generated_data" / "GSM_p2.jsonl").unlink()
+
+    class Untouchable:
+        def eval(self):
+            raise AssertionError("a model was used before every split was read")
+
+    with pytest.raises(GsmDataError, match="has no GSM_p2.jsonl"):
+        evaluate_gsm({"x": Untouchable()}, tokenizer=None, folder=tmp_path / "gsm",
+                     shots=tmp_path / "gsm" / "shots.jsonl" if (tmp_path / "gsm" / "shots.jsonl").exists()
+                     else synthetic_rows(2))
