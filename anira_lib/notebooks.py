@@ -20,7 +20,6 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_DIR = Path("runs") / "notebooks"
@@ -178,14 +177,10 @@ def main(argv=None):
             print(path.stem, declared_parameters(load_notebook(path)))
         return
     try:
-        params = {}
-        if args.parameters_file:
-            params.update(yaml.safe_load(Path(args.parameters_file).read_text()) or {})
-        for item in args.param:
-            if "=" not in item:
-                raise ValueError(f"-p {item!r} is not name=value")
-            k, v = item.split("=", 1)
-            params[k] = yaml.safe_load(v)
+        from .run_config import parse_overrides, read_mapping
+
+        params = read_mapping(args.parameters_file, "parameters file") if args.parameters_file else {}
+        params.update(parse_overrides(args.param))
         out = run_notebook(args.notebook, params, args.output_dir, progress=True)
     except Exception as err:  # one line; the executed copy (named in it) holds a failing cell's traceback
         if args.debug:

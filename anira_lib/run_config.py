@@ -144,34 +144,48 @@ class TrainConfig:
         Errors name where the bad key or value came from: the file, or the command-line overrides."""
         values: dict = {}
         if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"config file {path} not found; the shipped ones are in configs/.")
-            try:
-                loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-            except yaml.YAMLError as err:
-                where = getattr(err, "problem_mark", None)
-                at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-                raise ValueError(f"{path} is not valid YAML{at}: {getattr(err, 'problem', err)}; fix the file "
-                                 "(key: value per line).") from None
-            if loaded is None:
-                raise ValueError(f"{path} is empty; write the run's settings as key: value lines (the shipped "
-                                 "configs are in configs/), or drop -f to train on the defaults.")
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}.")
+            loaded = read_mapping(path, "config file", "the shipped ones are in configs/")
             cls.check_keys(loaded, str(path))
             values.update(loaded)
-        given = {}
-        if isinstance(overrides, dict):
-            given = dict(overrides)
-        else:
-            for item in overrides or []:
-                if "=" not in item:
-                    raise ValueError(f"override {item!r} is not key=value (e.g. steps=500).")
-                key, raw = item.split("=", 1)
-                given[key.strip()] = yaml.safe_load(raw)
+        given = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides or [])
         cls.check_keys(given, "the command-line overrides")
         return cls.from_dict({**values, **given}, source=str(path) if path else "the command-line overrides")
+
+
+def read_mapping(path: str | Path, what: str = "file", hint: str = "") -> dict:
+    """The key: value mapping of a YAML (or JSON) file. A missing, empty or malformed file, one that is
+    not a mapping, or one that gives a key twice is a one-line error naming the file (and the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found" + (f"; {hint}." if hint else "."))
+    try:
+        loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ValueError(f"{path} is not valid YAML{at}: {problem}; fix the file (key: value per line).") from None
+    if loaded is None:
+        raise ValueError(f"{path} is empty; write its settings as key: value lines"
+                         + (f" ({hint})." if hint else "."))
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold a mapping of key: value, got {type(loaded).__name__}.")
+    return loaded
+
+
+def parse_overrides(items) -> dict:
+    """`key=value` strings -> {key: value}, values parsed as YAML (safe: no tags that build objects)."""
+    given = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value (e.g. steps=500).")
+        key, raw = item.split("=", 1)
+        try:
+            given[key.strip()] = yaml.load(raw, Loader=_UniqueKeyLoader)
+        except yaml.YAMLError as err:
+            problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+            raise ValueError(f"override {item!r}: the value is not plain YAML ({problem}).") from None
+    return given
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -417,3 +417,20 @@ def test_forward_names_bad_arguments(case, message):
               "labels longer": dict(input_ids=ids, labels=torch.randint(3, 40, (2, 6)))}[case]
     with pytest.raises(ValueError, match=message):
         model(**kwargs)
+
+
+@pytest.mark.parametrize("text, message", [("a: [1\n", r"is not valid YAML at line 2"), ("- 1\n- 2\n", "must hold a mapping"),
+                                           ("a: !!python/object:os.system x\n", "is not valid YAML")])
+def test_notebook_parameter_files_get_the_same_one_line_errors(tmp_path, text, message):
+    """Issue 31: -f with malformed YAML printed PyYAML's 7 lines, a YAML list 'dictionary update sequence
+    element #0'; python tags in overrides a raw 3-line error."""
+    from anira_lib.notebooks import main as notebooks_main
+
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        notebooks_main(["run", "01_mano", "-f", str(path)])
+    assert re.search(message, str(exc.value)) and "\n" not in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        notebooks_main(["run", "01_mano", "-p", "steps=!!python/object/apply:os.system [true]"])
+    assert "is not plain YAML" in str(exc.value) and "\n" not in str(exc.value)
