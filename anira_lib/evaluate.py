@@ -95,11 +95,12 @@ def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, 
 
     mean_depth is d̄ on answer tokens with the inference depth rule (§5.3). dump_correct_only: the
     dump keeps correctly answered examples only (the authors' --dump_compute_allocations_only_correct;
-    the rows still count every example)."""
+    the rows still count every example). The per-iteration view (format 3's fields) is computed only
+    for a dump: it costs a second copy of every token in the block and D passes of the Coda."""
     rows, dump = [], []
     for k in progress_bar(list(knobs), desc="evaluate", disable=not progress):
         recs = list(run_examples(model, task, task.eval_examples(k, n_per_knob, seed), batch_size,
-                                 depth_rule, halt_threshold))
+                                 depth_rule, halt_threshold, iterations=dump_path is not None))
         for r in recs:  # the knob asked for: CLRS's is (algorithm, size), its examples' only the size
             r["knob"] = k
         ans_exp = [np.mean([r["expected_depth"][p] for p in r["answer_positions"]]) for r in recs]
