@@ -69,9 +69,14 @@ settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, 
 figure_path = Path(figure_dir) / "fig2_left_mano.png"
 
 # %% [markdown]
-# ## Train both variants, then evaluate per ℓ
-# Runs land in `out_dir/<decider>/`; per-token allocations in `out_dir/allocations_<decider>.jsonl`
-# (read by the later analyses); the summary in `out_dir/results.json`.
+# ## Train the variants, then evaluate per ℓ
+# Beside E and O, two fixed-depth baselines of the same settings: **fixed-1** (one iteration of the
+# block) and **fixed-D** (all D). Where fixed-1 is as accurate as fixed-D, the task does not need the
+# depth, and a d̄ that rises with ℓ says how a model spends compute, not what the task needs; the
+# depth-necessity table below says which ℓ need it (with one seed every gap is "unclear": `make
+# findings` runs three). Runs land in `out_dir/<variant>/` (early, online, fixed-1, fixed-d);
+# per-token allocations in `out_dir/allocations_<variant>.jsonl` (read by the later analyses); the
+# summary in `out_dir/results.json`.
 
 # %%
 comparison = compare_deciders(settings, range(1, max_ops + 1), out_dir, eval_per_knob=eval_per_knob,
