@@ -522,14 +522,16 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
 PARENT_POLL_S = 1.0
 
 
-def _exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
-    """Stop this worker when the process that spawned it is gone. A parent killed outright (SIGKILL,
-    or a SIGTERM with no handler) runs no cleanup, and its orphaned workers would train on holding
-    their run directories' locks, so a resumed run would find them taken. The run keeps what its last
-    checkpoint saved, as after any kill."""
+def _exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Stop this worker when the process that spawned it (pid `parent`, passed by that process: a
+    parent killed while this worker was still importing is gone before it could be read here) is
+    gone. A parent killed outright (SIGKILL, or a SIGTERM with no handler) runs no cleanup, and its
+    orphaned workers would train on holding their run directories' locks, so a resumed run would
+    find them taken. The run keeps what its last checkpoint saved, as after any kill."""
     import threading
 
-    parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(3)
 
     def watch():
         while os.getppid() == parent:
@@ -539,9 +541,9 @@ def _exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _train_worker(key: str, cfg_dict: dict, threads: int, resume, queue) -> None:
+def _train_worker(key: str, cfg_dict: dict, threads: int, resume, queue, parent: int) -> None:
     """One run of `train_parallel` in a spawned process: its bar and its outcome go through `queue`."""
-    _exit_with_parent()
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
     try:
         out = train(TrainConfig.from_dict(cfg_dict), resume=resume, progress_queue=queue).out_dir
@@ -606,7 +608,7 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
         while waiting or running:
             while waiting and len(running) < processes:
                 key, cfg = waiting.pop(0)
-                proc = ctx.Process(target=_train_worker, args=(key, cfg.to_dict(), threads, resume, queue),
+                proc = ctx.Process(target=_train_worker, args=(key, cfg.to_dict(), threads, resume, queue, os.getpid()),
                                    name=f"anira-train-{cfg.decider}")
                 proc.start()
                 running[key] = proc

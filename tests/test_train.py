@@ -199,6 +199,16 @@ def test_workers_of_a_killed_parent_stop_and_free_their_runs(tmp_path):
                 time.sleep(0.5)
 
 
+def test_a_worker_whose_parent_died_before_it_started_exits_at_once():
+    """The parent is passed in, not read in the worker: one killed while its worker was still importing
+    (seen: a worker orphaned during its start-up watched its new parent, pid 1, and never exited)."""
+    code = "from anira_lib.train import _exit_with_parent; import os; _exit_with_parent(os.getppid() + 1); print('alive')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3 and "alive" not in done.stdout
+    code = "from anira_lib.train import _exit_with_parent; import os; _exit_with_parent(os.getppid()); print('alive')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout == "alive\n"
+
+
 def test_train_parallel_reports_a_killed_worker(tmp_path, monkeypatch):
     from anira_lib.train import train_parallel
 
