@@ -227,7 +227,7 @@ def update_readme(table: pd.DataFrame, readme: str | Path, report: str | Path, s
     tail = rest.split(README_END, 1)[1]
     shown = table.assign(value=[f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if hi == hi else ("—" if v != v else f"{v:.2f}")
                                 for v, lo, hi in zip(table["value"], table["low"], table["high"])])
-    body = markdown_table(shown[["claim", "scope", "value", "seeds", "verdict"]])
+    body = markdown_table(shown[["claim", "scope", "value", "seeds", "verdict", "condition"]])
     link = os.path.relpath(Path(report).resolve(), readme.parent.resolve())
     partial = f" Partial: the studies {', '.join(skipped)} were not run." if skipped else ""
     atomic_write_text(readme, f"{head}{README_BEGIN}\n{body}\n\nIntervals, conditions and figures: [{link}]({link}).{partial}\n"

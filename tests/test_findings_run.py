@@ -47,7 +47,7 @@ def test_tiny_findings_plan_end_to_end(tmp_path):
     assert "| claim | scope | value | low | high | seeds | verdict | condition |" in report
     assert "## Is depth needed? mano" in report and "![findings_mano](figures/findings_mano.png)" in report
     text = readme.read_text()
-    assert "\nold\n" not in text and text.endswith("<!-- /findings -->\nafter\n") and "| claim | scope | value | seeds | verdict |" in text
+    assert "\nold\n" not in text and text.endswith("<!-- /findings -->\nafter\n") and "| claim | scope | value | seeds | verdict | condition |" in text
     assert "[docs/findings.md](docs/findings.md)" in text
     # a second run trains nothing: every run folder is finished, its metrics untouched
     metrics = tmp_path / "runs" / "mano" / "seed_1" / "fixed-d" / "metrics.jsonl"
