@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.stats import spearmanr
 
 from .depth_necessity import DEEP, SHALLOW, depth_necessity, require_variants, summarize_necessity
-from .intervals import Interval, seed_interval
+from .intervals import Interval, seed_interval, spearman_or_nan
 
 E, O = "ANIRA-E", "ANIRA-O"
 RULE = ("holds: the 95% interval over seeds lies on the paper's side of the null; reversed: on the other "
@@ -121,19 +120,12 @@ def _require_columns(frame: pd.DataFrame, columns, what: str) -> None:
         raise ValueError(f"{what} needs column(s) {missing}; the frame has {list(frame.columns)}.")
 
 
-def _spearman(x, y) -> float:
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return np.nan  # undefined (a constant d̄): that seed does not count
-    return float(spearmanr(x, y).statistic)
-
-
 def depth_trend_by_seed(frame: pd.DataFrame, variant: str) -> pd.Series:
     """Spearman(knob, d̄) of `variant` per seed (NaN where d̄ is constant over knobs)."""
     _require_columns(frame, ["seed", "variant", "knob", "mean_depth"], "depth_trend_by_seed")
     require_variants(frame, [variant], "'d̄ rises with the knob'")
     rows = frame[frame["variant"] == variant]
-    return rows.groupby("seed").apply(lambda g: _spearman(g["knob"], g["mean_depth"]), include_groups=False)
+    return rows.groupby("seed").apply(lambda g: spearman_or_nan(g["knob"], g["mean_depth"]), include_groups=False)
 
 
 def o_below_e_by_seed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -192,8 +184,8 @@ def tau_trade_by_seed(frame: pd.DataFrame) -> pd.Series:
     rows = frame[frame["tau"].notna()]
     if "seed" not in rows:
         rows = rows.assign(seed=0)
-    return rows.groupby("seed").apply(lambda g: min(_spearman(g["tau"], g["mean_depth"]),
-                                                    _spearman(g["tau"], g["accuracy"])), include_groups=False)
+    return rows.groupby("seed").apply(lambda g: min(spearman_or_nan(g["tau"], g["mean_depth"]),
+                                                    spearman_or_nan(g["tau"], g["accuracy"])), include_groups=False)
 
 
 def dynamics_by_seed(frame: pd.DataFrame, level: float = 0.9) -> pd.DataFrame:
@@ -216,7 +208,7 @@ def need_by_seed(records_by_seed: dict) -> pd.Series:
     out = {}
     for seed, records in records_by_seed.items():
         eff = allocation_efficiency(records)
-        out[seed] = _spearman(eff["knob"], eff["oracle_depth"])
+        out[seed] = spearman_or_nan(eff["knob"], eff["oracle_depth"])
     return pd.Series(out, dtype=float)
 
 
@@ -227,7 +219,7 @@ def tracking_by_seed(records_by_seed: dict) -> pd.Series:
     out = {}
     for seed, records in records_by_seed.items():
         t = token_table(records).dropna(subset=["sufficient_depth"])
-        out[seed] = _spearman(t["exit_depth"], t["sufficient_depth"])
+        out[seed] = spearman_or_nan(t["exit_depth"], t["sufficient_depth"])
     return pd.Series(out, dtype=float)
 
 

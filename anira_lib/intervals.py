@@ -54,3 +54,12 @@ def seed_interval(values, level: float = 0.95) -> Interval:
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n, sd, level)
+
+
+def spearman_or_nan(x, y) -> float:
+    """Spearman correlation of x and y, NaN where it is undefined (fewer than 2 points, or a constant
+    side such as a fixed-depth model's d̄): such a seed then does not count in `seed_interval`."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(stats.spearmanr(x, y).statistic)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+
+from .intervals import spearman_or_nan
 
 RULES = ("stable", "first")
 
@@ -69,12 +70,6 @@ def token_table(records: list[dict], rule: str = "stable") -> pd.DataFrame:
                                        "correct_at_exit", "correct_at_d"])
 
 
-def _spearman(x, y) -> float:
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
 def allocation_efficiency(records: list[dict], rule: str = "stable") -> pd.DataFrame:
     """Per knob value, over answer tokens (teacher-forced):
 
@@ -92,7 +87,7 @@ def allocation_efficiency(records: list[dict], rule: str = "stable") -> pd.DataF
         rows.append({"knob": knob, "tokens": len(g), "solved": len(solved) / len(g),
                      "oracle_depth": need.mean() if len(solved) else np.nan,
                      "chosen_depth": chosen.mean() if len(solved) else np.nan,
-                     "spearman": _spearman(chosen, need),
+                     "spearman": spearman_or_nan(chosen, need),
                      "under": float((chosen < need).sum() / n), "exact": float((chosen == need).sum() / n),
                      "over": float((chosen > need).sum() / n),
                      "accuracy_lost": float(((chosen < need) & ~solved["correct_at_exit"].to_numpy()).sum() / len(g)),
