@@ -14,7 +14,7 @@ import pandas as pd
 from .regression import StagedRegression, staged_regression
 from .tasks.brevo_features import FEATURES, answer_token_table
 
-# The paper's values (specs/analyses.md): ΔR² and coefficients of the linear fit (Tables 6 and 8),
+# The paper's values (paper Tables 6-9): ΔR² and coefficients of the linear fit (Tables 6 and 8),
 # ΔR² ratios categorical / linear (Tables 7 and 9), R² of both fits.
 PAPER = {
     "ANIRA-E": {"r2": 0.6866, "r2_categorical": 0.7337,

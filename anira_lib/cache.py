@@ -1,4 +1,4 @@
-"""Allocation-aware KV cache (paper §3.2.4; specs/paper.md, "the contract for this library").
+"""Allocation-aware KV cache (paper §3.2.4; docs/cache_contract.md).
 
 A token t with exit depth d_t leaves
 

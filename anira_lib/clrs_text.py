@@ -1,4 +1,4 @@
-"""CLRS-Text without traces, from the benchmark's own generator (dm-clrs 2.0.3; specs/clrs_text.md).
+"""CLRS-Text without traces, from the benchmark's own generator (dm-clrs 2.0.3; docs/tasks.md, CLRS-Text).
 
 dm-clrs imports tensorflow, jax, haiku and chex at import time, but text generation needs only numpy
 and a handful of helpers. `load_clrs()` imports the generator's modules without running the package

@@ -3,7 +3,7 @@
 The model is Prelude (P Llama layers) -> one shared recurrent block (R Llama layers, optionally
 preceded by an input-injection adapter) applied up to D times -> Coda (C Llama layers) -> RMSNorm ->
 LM head (paper §3.1, Eqs. 1-2; the block's generalisation follows retrofitted recurrence,
-specs/natural_language.md). The fields Llama's own modules
+docs/natural_language.md). The fields Llama's own modules
 read (`hidden_size`, `num_attention_heads`, `rope_parameters`, ...) keep Llama's names, so
 `LlamaDecoderLayer` and `LlamaRotaryEmbedding` are built straight from this config.
 """

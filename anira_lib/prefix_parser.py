@@ -1,6 +1,6 @@
 """Incremental prefix parsing of a PCFG (Nowak & Cotterell 2023) and the LANO difficulty proxies.
 
-Paper §5.2 / A.7 and specs/prefix_parser.md. Pipeline:
+Paper §5.2 / A.7 and docs/prefix_parser.md. Pipeline:
 
     cnf = to_cnf(load_pcfg("cfg3b"))           # preterminals + right binarisation, probabilities kept
     parser = PrefixParser(cnf)
@@ -15,7 +15,7 @@ Charts over half-open spans [i, k) (token w_{i+1..k}); after appending token k:
 
 so prefix(w_1..k) = σ(k-1)·p(· → w_k), P(next = a | w_1..k) = σ(k)·p(· → a) / prefix(w_1..k) and
 P(end | w_1..k) = β(0,k|S) / prefix(w_1..k). ρ/σ replace the π chart of the paper's algorithm with the
-same probabilities (specs/prefix_parser.md, "cheaper equivalent").
+same probabilities (docs/prefix_parser.md, "cheaper equivalent").
 
 Features of token k (the proxies of Table 1):
     active_beta_end    #{(i,X): β(i,k|X) > 0}                 parse convergence
@@ -88,7 +88,7 @@ def to_cnf(grammar, binarization: str = "right") -> CNFGrammar:
 
     if binarization != "right":
         raise ValueError(f"binarization={binarization!r} is not supported; use 'right' (the features are "
-                         "defined for right binarisation, specs/prefix_parser.md).")
+                         "defined for right binarisation, docs/prefix_parser.md).")
     rules: dict[str, list[tuple[tuple, float]]] = {}
     for prod in grammar.productions():
         lhs = str(prod.lhs())

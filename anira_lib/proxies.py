@@ -1,6 +1,6 @@
 """LANO difficulty proxies per window position, computed over many windows in parallel and cached.
 
-A LANO window is sentences separated by EOS (specs/tasks.md); each sentence is parsed from its first
+A LANO window is sentences separated by EOS (docs/tasks.md); each sentence is parsed from its first
 token with `PrefixParser`, so the proxies of position t describe the work of reading token t given its
 sentence so far — the same position whose expected depth the model spends to predict token t+1.
 

@@ -14,7 +14,7 @@ differ: an exited token presents its frozen state, not e, to deeper iterations (
 `load_retrofitted` reads a retrofitted-recurrence checkpoint in its fused ("Raven") layout from a local
 folder (`config.json` + safetensors): `attn.Wqkv` is split into q, k, v by head counts, `mlp.fc`
 into gate and up (gate first); `attn.proj`, `mlp.proj`, `norm_1`, `norm_2` are o_proj, down_proj and
-the input / post-attention norms (specs/natural_language.md). `convert_llama` does the folder-to-folder
+the input / post-attention norms (docs/natural_language.md). `convert_llama` does the folder-to-folder
 job: a Llama (and its tokenizer) in, an ANIRA model that `AutoModelForCausalLM` loads, tokenizer beside it.
 """
 

@@ -1,4 +1,4 @@
-"""Sampler speed next to the reference generators' rates (specs/tasks.md, one core, pure Python).
+"""Sampler speed next to the reference generators' rates (docs/tasks.md, one core, pure Python).
 
     python benchmarks/samplers.py [--seconds 2]
 

@@ -18,7 +18,7 @@
 #
 # An incremental prefix parser (Nowak & Cotterell 2023) reads each held-out sentence one token at a
 # time; after token k its charts give four proxies of how much parsing work token k causes
-# (`anira_lib.prefix_parser`, specs/prefix_parser.md):
+# (`anira_lib.prefix_parser`, docs/prefix_parser.md):
 #
 # | proxy | chart quantity | reading |
 # |---|---|---|

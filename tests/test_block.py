@@ -1,6 +1,6 @@
 """The generalised recurrent block: R Llama layers per iteration, optional input injection
 x <- W[x; e], an initial state other than the Prelude output (retrofitted recurrence,
-specs/natural_language.md). R = 1 without an adapter is the paper's block, bit for bit."""
+docs/natural_language.md). R = 1 without an adapter is the paper's block, bit for bit."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The cache contract over its whole small input space (specs/paper.md, "Allocation-aware KV cache"):
+"""The cache contract over its whole small input space (docs/cache_contract.md):
 a cached forward (prefill, then token-by-token decoding) equals the uncached one, for every
 assignment of exit depths to short prompts; outputs at position t never depend on later tokens or
 their depths; greedy generate() equals an uncached greedy loop.

@@ -1,4 +1,4 @@
-"""MANO: format, determinism, distribution facts from specs/tasks.md, and the independent checker."""
+"""MANO: format, determinism, distribution facts from docs/tasks.md, and the independent checker."""
 
 import collections
 

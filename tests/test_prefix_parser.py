@@ -1,4 +1,4 @@
-"""The incremental prefix parser against the checks of specs/prefix_parser.md: closed forms, brute-force
+"""The incremental prefix parser against the checks of docs/prefix_parser.md: closed forms, brute-force
 enumeration, an independent inside computation (nltk), a dense recount of the sparse op counts, and an
 optional cross-check with genlm-grammar (a different algorithm)."""
 

@@ -2,7 +2,7 @@
 
 Sequence: BOS  p1 c1 p2 c2 ...  QUERY q  ANSWER a1 ... ak  EOS, where "p c" means c depends on p
 (all edges, shuffled). Node names are single tokens drawn without replacement from N names.
-Graph (specs/tasks.md): the first r nodes (r uniform in 1..⌊(n-1)/4⌋+1) have no dependencies; each
+Graph (docs/tasks.md): the first r nodes (r uniform in 1..⌊(n-1)/4⌋+1) have no dependencies; each
 later node depends on k ∈ 1..min(4, eligible) earlier nodes, chosen among those that are still a
 dependency of fewer than 4 nodes. The query is the last-created node.
 

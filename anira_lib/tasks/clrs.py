@@ -1,6 +1,6 @@
 """CLRS-Text as a task: cached splits from dm-clrs, a character tokenizer, multitask sampling.
 
-Splits (specs/clrs_text.md): train = seed 0, `train_samples` per (algorithm, size) at dm-clrs's
+Splits (docs/tasks.md, CLRS-Text): train = seed 0, `train_samples` per (algorithm, size) at dm-clrs's
 training sizes; eval = seeds (3, 14, 35, 81, 94), `eval_samples` each, every size 4..max. Each
 (split, algorithm, size, seed) is generated once into `data/clrs/` as JSONL with a sha256 sidecar;
 a file whose hash does not match is regenerated, never read. `prepare_splits` fills the cache in
@@ -276,7 +276,7 @@ def read_published(path: str | Path) -> list[dict]:
 def compare_with_published(published: list[dict], generated: list[dict]) -> list[dict]:
     """Per (algorithm, length): how many published and generated samples, and the share of generated
     questions that also occur verbatim in the published ones (float formatting differs: the published
-    files round with .3g, dm-clrs 2.0.3 truncates to 3 decimals; see specs/clrs_text.md)."""
+    files round with .3g, dm-clrs 2.0.3 truncates to 3 decimals; see docs/tasks.md, CLRS-Text)."""
     by_pair: dict[tuple, dict] = {}
     for r in published:
         by_pair.setdefault((r["algo_name"], int(r["length"])), {"published": set(), "generated": []})["published"].add(

@@ -1,4 +1,4 @@
-"""DEPO: k-step successor on a directed cycle, knob k (paper A.3; specs/tasks.md).
+"""DEPO: k-step successor on a directed cycle, knob k (paper A.3; docs/tasks.md).
 
 A directed cycle over n distinct single-token names is listed as its n edges "u v" (v follows u),
 shuffled, then up to M queries on distinct source nodes. ANIRA format (default), per query:

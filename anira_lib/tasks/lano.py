@@ -1,4 +1,4 @@
-"""LANO: language modelling on sentences of the PCFG cfg3b (paper §5.2; specs/tasks.md).
+"""LANO: language modelling on sentences of the PCFG cfg3b (paper §5.2; docs/tasks.md).
 
 A training window is `window` tokens (512 in Table 5) of sentences, each followed by EOS, packed
 back to back and starting at a sentence boundary (a window that starts mid-sentence has no prefix

@@ -1,4 +1,4 @@
-"""MANO: prefix modular arithmetic with knob L = number of operators (paper §5.1, specs/tasks.md).
+"""MANO: prefix modular arithmetic with knob L = number of operators (paper §5.1, docs/tasks.md).
 
 Sequence (ANIRA default, 2ℓ+4 tokens): BOS <prefix expression> ANS answer.
 With `length_tag=True` (reference option) a tag for ℓ follows BOS (2ℓ+5 tokens). With
