@@ -2,7 +2,7 @@
 pure functions (`explorer`, `savings`; tested); widgets only wire them.
 
 Exceptions inside ipywidgets callbacks are swallowed, so each view keeps its last result in
-`view.state` and notebooks/tests assert on it after changing a control.
+`view.state` and notebooks and tests assert on it after changing a control.
 """
 
 from __future__ import annotations
