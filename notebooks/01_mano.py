@@ -28,7 +28,7 @@
 
 # %% tags=["parameters"]
 max_ops = 4              # L: training draws ℓ uniformly from 1..L
-modulus = 2              # the paper uses 23 (CPU default: see README)
+modulus = 2              # the paper uses 23 (CPU default: see docs/calibration.md)
 length_tag = False       # reference option: tell the model ℓ after BOS
 max_depth = 4            # D (Table 5: 14)
 hidden_size = 64

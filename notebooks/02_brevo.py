@@ -44,7 +44,7 @@ checkpoint_every = 0      # steps between checkpoints (0: a quarter of the run)
 keep_checkpoints = False  # keep a model snapshot per checkpoint (notebook 08 evaluates them)
 eval_per_knob = 200
 device = "auto"
-compile_training = True   # torch.compile the training step: 1.5x the eager step at this size (README)
+compile_training = True   # torch.compile the training step: 1.5x the eager step at this size (docs/lab_log.md)
 depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at all? (about twice the time: training
                          #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2

@@ -29,7 +29,7 @@
 # accuracy. If a variant sits at chance, lower the learning rate or train longer.
 
 # %% tags=["parameters"]
-max_nodes = 5            # N: cycle sizes n from 3..N (CPU default: see README)
+max_nodes = 5            # N: cycle sizes n from 3..N (CPU default: see docs/calibration.md)
 max_k = 3                # K
 queries = 4              # M queries per sequence
 max_depth = 6            # D
@@ -45,7 +45,7 @@ warmup_steps = 100
 seed = 0
 eval_per_knob = 200
 device = "auto"
-compile_training = True   # torch.compile the training step (see 01_mano; measured in the README)
+compile_training = True   # torch.compile the training step (see 01_mano; measured in docs/lab_log.md)
 depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at all? (about twice the time: training
                          #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2

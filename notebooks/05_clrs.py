@@ -46,7 +46,7 @@ lr = 2e-3
 warmup_steps = 100
 seed = 0
 device = "auto"
-compile_training = True   # torch.compile the training step: 1.35x the eager step at this size (README)
+compile_training = True   # torch.compile the training step: 1.35x the eager step at this size (docs/lab_log.md)
 depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at all? (about twice the time: training
                          #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2

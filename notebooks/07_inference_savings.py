@@ -21,7 +21,7 @@
 # P + D + C. ANIRA-O's threshold τ sets how early tokens stop (Eq. 7 with u = τ): sweeping it trades
 # compute for accuracy (paper Fig. 10). Here we measure what each τ buys: d̄ of the decoded tokens,
 # decode tokens/s against the same model at full depth, the layer-count bound (P+D+C)/(P+d̄+C), and
-# KV bytes held against the accounting in the README.
+# KV bytes held against the accounting in docs/cache_contract.md.
 #
 # The speed and memory depend only on the exit depths, so by default the model has random weights
 # with a spread decider; point `model_dir` at a trained ANIRA-O (e.g. `runs/01_mano/online/model`).
