@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps dm-clrs==2.0.3
 	touch $(STAMP)
 
-## demo: trains ANIRA-E, ANIRA-O, fixed-1 and fixed-D on MANO (CPU default), prints accuracy, d̄ and the depth-necessity rows per ℓ, writes figures/fig2_left_mano.png
+## demo: trains ANIRA-E, ANIRA-O, fixed-1 and fixed-D on MANO (CPU default), prints accuracy, d̄ and the depth-necessity rows per ℓ, writes runs/01_mano/figures/fig2_left_mano.png
 demo: env
 	$(PY) -m anira_lib.notebooks run 01_mano
 

@@ -49,16 +49,17 @@ compile_training = True  # torch.compile the training step: ~1 min of compiling,
 depth_baselines = True   # also train fixed-1 and fixed-D (decider none): is depth needed at all?
 processes = 2            # CPU processes training the variants side by side (1: one after the other)
 out_dir = "runs/01_mano"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
-from pathlib import Path
-
 from IPython.display import display
 
 from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
 from anira_lib.experiments import VARIANTS, compare_deciders
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.widgets import explore
+
+work_from_project_root()
 
 settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, "length_tag": length_tag},
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
@@ -66,7 +67,7 @@ settings = dict(task="mano", task_args={"max_ops": max_ops, "modulus": modulus, 
                 steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed, device=device,
                 compile=compile_training, checkpoint_every=checkpoint_every or max(steps // 4, 1),
                 keep_checkpoints=keep_checkpoints)
-figure_path = Path(figure_dir) / "fig2_left_mano.png"
+figure_path = figure_folder(figure_dir, out_dir) / "fig2_left_mano.png"
 
 # %% [markdown]
 # ## Train the variants, then evaluate per ℓ

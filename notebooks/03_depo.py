@@ -50,22 +50,23 @@ depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at al
                          #   unrolls all D iterations, so fixed-D costs what E costs; False: E and O only)
 processes = 2
 out_dir = "runs/03_depo"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
-from pathlib import Path
-
 from IPython.display import display
 
 from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
 from anira_lib.experiments import VARIANTS, compare_deciders
+from anira_lib.project import figure_folder, work_from_project_root
+
+work_from_project_root()
 
 settings = dict(task="depo", task_args={"max_nodes": max_nodes, "max_k": max_k, "queries": queries},
                 max_depth=max_depth, hidden_size=hidden_size, intermediate_size=intermediate_size,
                 num_attention_heads=num_attention_heads, kl_beta=kl_beta, prior_lambda=prior_lambda, steps=steps,
                 batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, seed=seed, device=device,
                 compile=compile_training, checkpoint_every=max(steps // 4, 1))
-figure_path = Path(figure_dir) / "fig8_depo.png"
+figure_path = figure_folder(figure_dir, out_dir) / "fig8_depo.png"
 
 # %%
 comparison = compare_deciders(settings, range(1, max_k + 1), out_dir, eval_per_knob=eval_per_knob,

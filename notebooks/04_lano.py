@@ -47,11 +47,9 @@ compile_training = True  # torch.compile the training step: 1.33-1.38x the eager
 depth_baselines = False  # also train fixed-1 and fixed-D: does depth lower the KL? (~16 min instead of 9.5)
 processes = 2
 out_dir = "runs/04_lano"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from IPython.display import display
@@ -59,6 +57,9 @@ from IPython.display import display
 from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity
 from anira_lib.experiments import VARIANTS, evaluate_lano, train_variants
 from anira_lib.plots import plot_sentence_proxies
+from anira_lib.project import figure_folder, work_from_project_root
+
+work_from_project_root()
 
 settings = dict(task="lano", task_args={"window": window}, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, num_attention_heads=num_attention_heads, kl_beta=kl_beta,
@@ -99,7 +100,7 @@ if depth_baselines:  # KL(fixed-1) − KL(fixed-D): what running all D iteration
 arrays = report["arrays"]
 tokens = arrays["windows"][0]
 depths = {name: arrays[f"expected_depth_{name}"][0] for name in VARIANTS}
-figure_path = Path(figure_dir) / "lano_depth_along_window.png"
+figure_path = figure_folder(figure_dir, out_dir) / "lano_depth_along_window.png"
 plot_sentence_proxies(tokens, depths, {"KL ANIRA-E": arrays["kl_ANIRA-E"][0],
                                        "EOS": (np.asarray(tokens) == 4).astype(float)},
                       path=figure_path, title="LANO: per-token expected depth (held-out window)")

@@ -52,17 +52,18 @@ depth_baselines = True   # also train fixed-1 and fixed-D: is depth needed at al
 processes = 2
 data_dir = "data/clrs"
 out_dir = "runs/05_clrs"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import display
 
 from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
 from anira_lib.experiments import VARIANTS, evaluate_clrs, train_variants
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.tasks import get_task
+
+work_from_project_root()
 
 task_args = dict(algorithms=tuple(algorithms), train_sizes=train_sizes, eval_sizes=eval_sizes,
                  train_samples=train_samples, eval_samples=min(eval_per_pair, 125), data_dir=data_dir)  # 125 per eval seed
@@ -90,14 +91,14 @@ for name, run in runs.items():
 
 # %%
 results = evaluate_clrs(runs, out_dir, n_per_pair=eval_per_pair,
-                        figure_path=Path(figure_dir) / "fig3_clrs.png",
-                        all_tasks_path=Path(figure_dir) / "fig7_clrs_all.png")
+                        figure_path=figure_folder(figure_dir, out_dir) / "fig3_clrs.png",
+                        all_tasks_path=figure_folder(figure_dir, out_dir) / "fig7_clrs_all.png")
 print(f"{'task':<30}{'n':>3} {'train':>5} {'overlap':>7} " + " ".join(f"{v + ' acc':>12} {v + ' d̄':>10}" for v in results))
 first = next(iter(results.values()))
 for i, r in enumerate(first):
     print(f"{r['algorithm']:<30}{r['size']:>3} {str(r['train']):>5} {r['overlap']:>7.2f} " +
           " ".join(f"{rows[i]['accuracy']:>12.3f} {rows[i]['mean_depth']:>10.2f}" for rows in results.values()))
-print("figures:", Path(figure_dir) / "fig3_clrs.png", Path(figure_dir) / "fig7_clrs_all.png")
+print("figures:", figure_folder(figure_dir, out_dir) / "fig3_clrs.png", figure_folder(figure_dir, out_dir) / "fig7_clrs_all.png")
 if depth_baselines:  # fixed-D − fixed-1 accuracy per (algorithm, size); one seed here, so every gap is 'unclear'
     necessity = depth_necessity(pd.DataFrame([{"variant": v, **r} for v, rows in results.items() for r in rows]),
                                 by=("algorithm", "size"))

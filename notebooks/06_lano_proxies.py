@@ -44,7 +44,7 @@ processes = 2
 n_boot = 1000
 seed = 0
 out_dir = "runs/06_lano_proxies"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -56,7 +56,10 @@ from anira_lib.experiments import evaluate_lano, train_variants
 from anira_lib.io import atomic_write_json, atomic_write_text
 from anira_lib.plots import plot_sentence_proxies
 from anira_lib.prefix_parser import FEATURES
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.proxies import compute_proxies
+
+work_from_project_root()
 
 eval_file = Path(lano_dir) / "lano_eval.npz"
 if not eval_file.exists():
@@ -90,8 +93,8 @@ for f in FEATURES:
 rows = proxy_correlations(depths, proxies, n_boot=n_boot, seed=seed)
 table = format_table(rows)
 print(table)
-Path(figure_dir).mkdir(parents=True, exist_ok=True)
-atomic_write_text(Path(figure_dir) / "table1_lano.txt", table + "\n")
+figure_folder(figure_dir, out_dir).mkdir(parents=True, exist_ok=True)
+atomic_write_text(figure_folder(figure_dir, out_dir) / "table1_lano.txt", table + "\n")
 atomic_write_json(Path(out_dir) / "table1.json", rows)
 
 # %% [markdown]
@@ -100,7 +103,7 @@ atomic_write_json(Path(out_dir) / "table1.json", rows)
 # %%
 tokens = windows[0]
 end = int(np.argmax(tokens == 4)) if (tokens == 4).any() else len(tokens)
-figure_path = Path(figure_dir) / "table1_lano_sentence.png"
+figure_path = figure_folder(figure_dir, out_dir) / "table1_lano_sentence.png"
 plot_sentence_proxies(tokens[:end], {k: v[0, :end] for k, v in depths.items()},
                       {f: proxies[f][0, :end] for f in FEATURES}, path=figure_path,
                       title="LANO: expected depth and parser proxies along one sentence")

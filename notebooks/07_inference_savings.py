@@ -38,7 +38,7 @@ prompt_len = 64
 new_tokens = 64
 seed = 0
 out_dir = "runs/07_inference_savings"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -50,8 +50,11 @@ from transformers import AutoModelForCausalLM
 import anira_lib  # noqa: F401  (registers the model with the Auto classes)
 from anira_lib.io import atomic_write_json
 from anira_lib.plots import save_figure
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.savings import decode_savings, random_adaptive_model
 from anira_lib.widgets import savings_view
+
+work_from_project_root()
 
 if model_dir:
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
@@ -78,7 +81,7 @@ view = savings_view(rows)
 display(view)
 view.children[0].value = taus[-1]  # move the slider once: the callback must have re-rendered
 assert view.state["tau"] == taus[-1]
-Path(figure_dir).mkdir(parents=True, exist_ok=True)
+figure_folder(figure_dir, out_dir).mkdir(parents=True, exist_ok=True)
 fig, ax = plt.subplots(figsize=(4.5, 3.2))
 sweep = [r for r in rows if r["tau"] is not None]
 ax.plot([r["mean_depth"] for r in sweep], [r["speedup"] for r in sweep], "o-", label="decode speedup (measured)")
@@ -87,5 +90,5 @@ ax.plot([r["mean_depth"] for r in sweep], [1 / r["kv_held_over_fixed"] for r in 
 ax.set(xlabel="d̄ (decoded tokens)", ylabel="× vs full depth")
 ax.legend(fontsize=7)
 ax.grid(alpha=0.3)
-save_figure(fig, Path(figure_dir) / "inference_savings.png")
-print("figure:", Path(figure_dir) / "inference_savings.png")
+save_figure(fig, figure_folder(figure_dir, out_dir) / "inference_savings.png")
+print("figure:", figure_folder(figure_dir, out_dir) / "inference_savings.png")

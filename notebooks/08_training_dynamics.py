@@ -33,7 +33,7 @@ level = 0.9                # "reached": accuracy at least this
 seeds = [0]                # training seeds; with several, tables keep a row per seed and figures a band
 processes = 2
 out_dir = "runs/08_training_dynamics"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -42,7 +42,10 @@ from IPython.display import display
 
 from anira_lib.dynamics import plot_progression, training_dynamics
 from anira_lib.experiments import train_variants
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.results import write_frame
+
+work_from_project_root()
 
 common = dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, batch_size=64, lr=2e-3, warmup_steps=100,
               keep_checkpoints=True, checkpoint_every=checkpoint_every)
@@ -66,7 +69,7 @@ display(frame.head())
 # ## Accuracy and d̄ per knob against the step (Figs. 4–5)
 
 # %%
-figure_path = Path(figure_dir) / "fig4_5_training_dynamics.png"
+figure_path = figure_folder(figure_dir, out_dir) / "fig4_5_training_dynamics.png"
 plot_progression(frame, figure_path, title="Training dynamics (darker = harder knob)", names=names)
 print("figure:", figure_path)
 

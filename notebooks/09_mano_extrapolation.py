@@ -40,20 +40,21 @@ seeds = [0]                # one run of each model per seed; figures show the mi
 eval_per_knob = 200
 processes = 2
 out_dir = "runs/09_mano_extrapolation"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
-from pathlib import Path
-
 from IPython.display import display
 
 from anira_lib.depth_necessity import depth_necessity
 from anira_lib.extrapolation import compare_extrapolation, past_training
+from anira_lib.project import figure_folder, work_from_project_root
+
+work_from_project_root()
 
 settings = dict(task="mano", task_args={"modulus": modulus}, max_depth=max_depth, hidden_size=hidden_size,
                 intermediate_size=intermediate_size, kl_beta=kl_beta, steps=steps, batch_size=batch_size, lr=lr,
                 warmup_steps=100, checkpoint_every=max(steps // 4, 1))
-figure_path = Path(figure_dir) / "fig9_mano_extrapolation.png"
+figure_path = figure_folder(figure_dir, out_dir) / "fig9_mano_extrapolation.png"
 comparison = compare_extrapolation(settings, train_max, eval_max, out_dir, baseline_lr=baseline_lr, seeds=seeds,
                                    eval_per_knob=eval_per_knob, figure_path=figure_path, processes=processes)
 display(comparison.frame)  # one row per seed × model × ℓ (also results.csv)

@@ -33,7 +33,7 @@ taus = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 eval_per_knob = 200
 decode_rounds = 5
 out_dir = "runs/10_pareto"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -42,9 +42,12 @@ import pandas as pd
 from IPython.display import display
 
 from anira_lib.pareto import pareto_over_seeds, pareto_sweep, plot_pareto
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.results import write_frame
 from anira_lib.run_config import TrainConfig
 from anira_lib.train import load_run, train_parallel
+
+work_from_project_root()
 
 small = {"mano": dict(task="mano", task_args={"max_ops": 4, "modulus": 2}, max_depth=4, kl_beta=0.01, lr=2e-3,
                       batch_size=64),
@@ -92,7 +95,7 @@ if frame.groupby("task")["seed"].nunique().max() > 1:
 
 # %%
 for task in dict.fromkeys(cfg.task for cfg, _ in runs):
-    figure_path = Path(figure_dir) / f"fig10_pareto_{task}.png"
+    figure_path = figure_folder(figure_dir, out_dir) / f"fig10_pareto_{task}.png"
     plot_pareto(frame[frame["task"] == task], figure_path, title=f"ANIRA-O on {task.upper()}: accuracy vs d̄")
     print("figure:", figure_path)
 

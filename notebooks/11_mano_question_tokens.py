@@ -31,7 +31,7 @@ run_dir = "runs/01_mano"   # a MANO run directory with allocations_<decider>.jso
 steps = 600                # the tiny pair trained when run_dir has no dumps
 eval_per_knob = 100
 out_dir = "runs/11_mano_question_tokens"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -42,7 +42,10 @@ from anira_lib.experiments import compare_deciders
 from anira_lib.explorer import find_runs, load_allocations
 from anira_lib.io import atomic_write_text
 from anira_lib.plots import plot_question_tokens
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.question_tokens import depth_by_cell, fit_parse_models, question_token_table
+
+work_from_project_root()
 
 source = Path(run_dir)
 if not find_runs([source]):
@@ -61,7 +64,7 @@ print(f"{source}: " + ", ".join(f"{n} {len(t)} question tokens from {t.groupby([
 
 # %%
 panels = {name: depth_by_cell(t) for name, t in tables.items()}
-figure_path = Path(figure_dir) / "fig6_mano_question_tokens.png"
+figure_path = figure_folder(figure_dir, out_dir) / "fig6_mano_question_tokens.png"
 plot_question_tokens(panels, figure_path, title=f"MANO question tokens ({source.name})")
 for name, (per_r, per_c) in panels.items():
     print(name, "— operator tokens per r_t:")

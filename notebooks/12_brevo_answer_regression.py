@@ -35,7 +35,7 @@ vif_threshold = 5.0
 delta_r2_threshold = 0.005
 correct_only = True         # the paper's data: correctly solved instances only
 out_dir = "runs/12_brevo_answer_regression"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -47,6 +47,9 @@ from anira_lib.experiments import compare_deciders
 from anira_lib.explorer import find_runs, load_allocations
 from anira_lib.io import atomic_write_text
 from anira_lib.plots import plot_delta_r2
+from anira_lib.project import figure_folder, work_from_project_root
+
+work_from_project_root()
 
 source = Path(run_dir)
 if not find_runs([source]):
@@ -89,7 +92,7 @@ print(comparison.round(4).to_string(index=False))
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 atomic_write_text(out / "regression_vs_paper.csv", comparison.to_csv(index=False))
-figure_path = Path(figure_dir) / "table2_brevo_answer_regression.png"
+figure_path = figure_folder(figure_dir, out_dir) / "table2_brevo_answer_regression.png"
 plot_delta_r2(comparison, figure_path, title=f"BREVO answer tokens ({source.name}): ΔR², ours vs paper")
 print("table:", out / "regression_vs_paper.csv")
 print("figure:", figure_path)

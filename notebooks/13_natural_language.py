@@ -51,7 +51,7 @@ limit = 24             # questions per split (None: all)
 max_new_tokens = 64
 documents = 3000       # stand-in corpus size
 out_dir = "runs/13_natural_language"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -59,6 +59,9 @@ from pathlib import Path
 from IPython.display import display
 
 from anira_lib.natural_language import natural_language_run, plot_table3, prompt_example, smoke_inputs
+from anira_lib.project import figure_folder, work_from_project_root
+
+work_from_project_root()
 
 inputs = dict(llama_dir=llama_dir, corpus=corpus, gsm_dir=gsm_dir, shots=shots)
 if any(v is None for v in inputs.values()):
@@ -87,7 +90,7 @@ display(summary.round(3))
 # %%
 display(summary.pivot(index="variant", columns="split", values=["accuracy", "depth"]).round(3))
 smoke = llama_dir is None or corpus is None or gsm_dir is None or shots is None
-figure_path = Path(figure_dir) / "table3_gsm_symbolic.png"
+figure_path = figure_folder(figure_dir, out_dir) / "table3_gsm_symbolic.png"
 plot_table3(summary, figure_path, title="GSM-Symbolic" + (" (SMOKE RUN: stand-in model and data)" if smoke else ""))
 print("figure:", figure_path)
 for name, run in result["runs"].items():

@@ -33,7 +33,7 @@ run_dirs = ["runs/01_mano", "runs/02_brevo", "runs/03_depo", "runs/05_clrs"]
 steps = 400              # the tiny run trained when nothing is found
 eval_per_knob = 50
 out_dir = "runs/14_explorer"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
 from pathlib import Path
@@ -43,7 +43,10 @@ from IPython.display import display
 from anira_lib.experiments import compare_deciders
 from anira_lib.explorer import depth_histogram, find_runs, load_allocations
 from anira_lib.plots import plot_depth_histograms
+from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.widgets import explore
+
+work_from_project_root()
 
 found = [Path(run_dir)] if run_dir else find_runs(run_dirs)
 if not found:  # nothing to open yet: a tiny MANO pair (about a minute on 2 cores)
@@ -73,7 +76,7 @@ assert view.state["error"] is None and (example.max == 0 or view.state["strips"]
 
 # %%
 histograms = {name: depth_histogram(recs) for name, recs in data.items()}
-figure_path = Path(figure_dir) / "explorer_depth_histograms.png"
+figure_path = figure_folder(figure_dir, out_dir) / "explorer_depth_histograms.png"
 plot_depth_histograms(histograms, figure_path, title=f"{source.name}: answer-token exit depth per knob")
 for name, hist in histograms.items():
     print(name)

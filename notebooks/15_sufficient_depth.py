@@ -42,18 +42,19 @@ eval_per_knob = 100
 rule = "stable"          # sufficient depth: "stable" (correct from there through D) or "first"
 processes = 2
 out_dir = "runs/15_sufficient_depth"
-figure_dir = "figures"
+figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
-from pathlib import Path
-
 from IPython.display import display
 
 from anira_lib.experiments import sufficient_depth_study
+from anira_lib.project import figure_folder, work_from_project_root
+
+work_from_project_root()
 
 study = sufficient_depth_study(run_dirs, out_dir, train_missing=train_missing, steps=steps,
                                eval_per_knob=eval_per_knob, rule=rule, processes=processes,
-                               figure_path=Path(figure_dir) / "sufficient_depth.png")
+                               figure_path=figure_folder(figure_dir, out_dir) / "sufficient_depth.png")
 for task, folder in study["folders"].items():
     print(f"{task}: read {folder}")
 
