@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .cli import program_name
 from .depth_necessity import DEEP, DEPTH_BASELINES, SHALLOW, depth_necessity, summarize_necessity
 from .experiments import compare_deciders
 from .results import markdown_table, read_frame, write_frame
@@ -141,7 +142,7 @@ def write_report(candidates: dict, path: str | Path, table_dir: str | Path = TAB
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anira_lib.calibration", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name("anira_lib.calibration"), description=__doc__.split("\n\n")[0])
     parser.add_argument("file", help="calibration candidates (YAML), e.g. configs/studies/calibration.yaml")
     parser.add_argument("names", nargs="*", help="candidate names to screen, in order")
     parser.add_argument("--report", default=None, help="write the calibration report (e.g. docs/calibration.md)")

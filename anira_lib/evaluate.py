@@ -203,8 +203,9 @@ def main(argv=None):
     import argparse
 
     from .checkpoint_eval import EVAL_FILE, evaluate_checkpoints
+    from .cli import program_name
 
-    p = argparse.ArgumentParser(description="Accuracy and d̄ per knob at every kept checkpoint of a run "
+    p = argparse.ArgumentParser(prog=program_name("anira_lib.evaluate"), description="Accuracy and d̄ per knob at every kept checkpoint of a run "
                                             f"(resumable; rows in RUN_DIR/{EVAL_FILE}).")
     p.add_argument("--checkpoints", nargs="+", required=True, metavar="RUN_DIR",
                    help="run directories trained with keep_checkpoints=true")

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .cli import program_name
 from .depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
 from .experiments import BASELINES, VARIANTS, compare_deciders
 from .findings import (O, claim_row, comparison_rows, dynamics_by_seed, extrapolation_rows, need_by_seed,
@@ -236,7 +237,7 @@ def update_readme(table: pd.DataFrame, readme: str | Path, report: str | Path, s
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anira_lib.findings_run", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name("anira_lib.findings_run"), description=__doc__.split("\n\n")[0])
     parser.add_argument("file", nargs="?", default="configs/studies/findings.yaml")
     parser.add_argument("--only", default="", help="comma-separated study names (default: all)")
     parser.add_argument("--out-root", default="runs/findings")

@@ -20,6 +20,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from .cli import program_name
+
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 RUN_DIR = Path("runs") / "notebooks"
@@ -57,13 +59,25 @@ def load_notebook(path: Path):
     return nb
 
 
-def declared_parameters(nb) -> dict:
-    """Names and default values assigned in the cell tagged `parameters` (literals only)."""
+def notebook_title(nb) -> str:
+    """The first line of the notebook's first Markdown cell, without its '#' and number ('01 · ')."""
+    first = next((c.source for c in nb.cells if c.cell_type == "markdown" and c.source.strip()), "")
+    title = first.strip().splitlines()[0].lstrip("#").strip() if first.strip() else ""
+    return title.split(" · ", 1)[-1]
+
+
+def parameters_cell(nb):
+    """The one cell tagged `parameters`."""
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ValueError(f"a notebook needs exactly one cell tagged 'parameters', found {len(cells)}.")
+    return cells[0]
+
+
+def declared_parameters(nb) -> dict:
+    """Names and default values assigned in the cell tagged `parameters` (literals only)."""
     params = {}
-    for node in ast.parse(cells[0].source).body:
+    for node in ast.parse(parameters_cell(nb).source).body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
@@ -162,7 +176,8 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Run anira notebooks headlessly with papermill.")
+    p = argparse.ArgumentParser(prog=program_name("anira_lib.notebooks"),
+                                description="Run anira notebooks headlessly with papermill.")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute one notebook")
     r.add_argument("notebook", help="e.g. 01_mano")
@@ -170,11 +185,24 @@ def main(argv=None):
     r.add_argument("-p", "--param", action="append", default=[], help="name=value (value parsed as YAML)")
     r.add_argument("-o", "--output-dir", default=str(RUN_DIR))
     r.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub.add_parser("list", help="list the notebooks and their parameters")
+    sub.add_parser("list", help="list the notebooks and what each shows")
+    s = sub.add_parser("show", help="one notebook's parameters cell: names, defaults and what each means")
+    s.add_argument("notebook", help="e.g. 01_mano or 1")
     args = p.parse_args(argv)
     if args.cmd == "list":
-        for path in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py")):
-            print(path.stem, declared_parameters(load_notebook(path)))
+        paths = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+        width = max(len(path.stem) for path in paths)
+        for path in paths:
+            print(f"{path.stem:<{width}}  {notebook_title(load_notebook(path))}")
+        print("\n`notebooks show NAME` lists a notebook's parameters; `notebooks run NAME -p name=value` runs it.")
+        return
+    if args.cmd == "show":
+        try:
+            path = find_notebook(args.notebook)
+        except Exception as err:
+            raise SystemExit(f"{p.prog} show: error: {err}") from None
+        print(f"{path.stem}: {notebook_title(load_notebook(path))}\n")
+        print(parameters_cell(load_notebook(path)).source)
         return
     try:
         from .run_config import parse_overrides, read_mapping

@@ -21,6 +21,7 @@ the checkpoint and recomputes the rest), and checkpoints load with `weights_only
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import io
 import json
@@ -36,6 +37,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from .cli import program_name
 from .faults import fault_point
 from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
@@ -633,9 +635,18 @@ def train_parallel(configs: list[TrainConfig], processes: int | None = None,
     return [load_run(c) for c in configs]
 
 
+def config_fields_help() -> str:
+    """The run config's fields with their defaults, for `--help` (key=value overrides any of them)."""
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        rows.append(f"  {f.name}={default!r}")
+    return "config fields (YAML keys or key=value overrides) and their defaults:\n" + "\n".join(rows)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=program_name("anira_lib.train"), description=__doc__.split("\n\n")[0],
+                                epilog=config_fields_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML run config (see configs/)")
     p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true", help="delete a run already in out_dir, then start")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import clrs_text
+from ..cli import program_name
 from ..io import atomic_write_text
 from ..progress import progress_bar
 from .base import Example, TaskSampler
@@ -293,7 +294,7 @@ def compare_with_published(published: list[dict], generated: list[dict]) -> list
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Generate and cache a CLRS-Text split (dm-clrs 2.0.3).")
+    ap = argparse.ArgumentParser(prog=program_name("anira_lib.tasks.clrs"), description="Generate and cache a CLRS-Text split (dm-clrs 2.0.3).")
     ap.add_argument("--split", choices=["train", "eval"], default="eval")
     ap.add_argument("--algorithms", nargs="*", default=None)
     ap.add_argument("--data-dir", default=str(DEFAULT_DIR))

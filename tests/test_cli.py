@@ -1,0 +1,72 @@
+"""The `anira` command: every subcommand reaches its module's command line under its own name."""
+
+import dataclasses
+import importlib
+import sys
+
+import pytest
+
+from anira_lib import cli
+from anira_lib.run_config import TrainConfig
+
+
+def test_help_lists_every_command(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in cli.COMMANDS)
+
+
+def test_an_unknown_command_is_one_line_naming_the_choices():
+    with pytest.raises(SystemExit) as err:
+        cli.main(["trian"])
+    message = str(err.value)
+    assert "\n" not in message and "'trian'" in message and "train" in message
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_every_command_answers_help_under_its_anira_name(name, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["anira"])
+    with pytest.raises(SystemExit) as done:
+        cli.main([name, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: anira {name} ")
+    assert callable(importlib.import_module(cli.COMMANDS[name][0]).main)
+
+
+def test_train_help_lists_every_config_field_with_its_default(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["anira"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        assert f"  {f.name}=" in out, f.name
+    assert "  max_depth=6" in out and "  task='mano'" in out
+
+
+def test_outside_anira_the_usage_names_the_module(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/train.py"])
+    assert cli.program_name("anira_lib.train") == "python -m anira_lib.train"
+    monkeypatch.setattr(sys, "argv", ["anira train"])
+    assert cli.program_name("anira_lib.train") == "anira train"
+
+
+def test_notebooks_list_gives_each_notebook_with_what_it_shows(capsys):
+    from anira_lib.notebooks import NOTEBOOK_DIR, main
+
+    main(["list"])
+    lines = capsys.readouterr().out.splitlines()
+    names = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    listed = [line.split()[0] for line in lines[: len(names)]]
+    assert listed == names
+    assert lines[0].split(None, 1)[1] == "MANO: does compute track the number of operators?"
+    assert not any("{" in line for line in lines)  # no raw parameter dicts
+
+
+def test_notebooks_show_prints_the_parameters_cell_with_its_comments(capsys):
+    from anira_lib.notebooks import main
+
+    main(["show", "3"])
+    out = capsys.readouterr().out
+    assert out.startswith("03_depo: DEPO") and "max_nodes = 5" in out and "# N: cycle sizes" in out
+    with pytest.raises(SystemExit, match="ambiguous"):
+        main(["show", "mano"])
