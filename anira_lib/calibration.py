@@ -135,7 +135,7 @@ def write_report(candidates: dict, path: str | Path, table_dir: str | Path = TAB
                       f"commit {rows['commit'].iloc[0]}; seeds {sorted(set(rows['seed']))}; "
                       f"{summarize_necessity(depth_necessity(rows))}.", "",
                       markdown_table(summary(rows).drop(columns="candidate").round(3)), ""]
-    from .io import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(path, "\n".join(parts))
     return Path(path)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from .io import atomic_write_jsonl
+from .files import atomic_write_jsonl
 from .model import IGNORE_INDEX
 from .progress import progress_bar
 from .tasks import collate

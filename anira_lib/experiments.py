@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluate import depth_trend, evaluate_knobs, generation_validity, kl_to_exact, lm_token_stats
-from .io import atomic_write_json, atomic_write_npz
+from .files import atomic_write_json, atomic_write_npz
 from .plots import plot_knob_curves
 from .results import rows_frame, seed_spread, write_frame
 from .run_config import TrainConfig

@@ -254,7 +254,7 @@ def synthetic_rows(n: int, extra_clauses: int = 0, seed: int = 0) -> list[dict]:
 def write_synthetic(folder: str | Path, n: int = 50, shots: int = 8, seed: int = 0) -> Path:
     """A GSM-Symbolic-layout folder of synthetic rows (generated_data/ with the three splits) and
     `shots.jsonl` beside it. Returns the folder."""
-    from .io import atomic_write_text
+    from .files import atomic_write_text
 
     folder = Path(folder)
     for extra, (split, name) in enumerate(SPLITS.items()):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 from .gsm_symbolic import build_prompt, chain_of_thought, evaluate_gsm, synthetic_rows, write_synthetic
-from .io import atomic_write_text
+from .files import atomic_write_text
 from .results import write_frame
 
 VARIANTS = {"fixed-depth": "none", "ANIRA-E": "early", "ANIRA-O": "online"}

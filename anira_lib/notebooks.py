@@ -142,7 +142,7 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
     import nbformat
     import papermill as pm
 
-    from .io import _tmp_beside
+    from .files import tmp_beside
 
     src = find_notebook(name)
     nb = load_notebook(src)
@@ -154,7 +154,7 @@ def run_notebook(name: str | Path, parameters: dict | None = None, output_dir: s
     nbformat.write(nb, source_ipynb)
     out = output_dir / f"{src.stem}.ipynb"
     failed = output_dir / f"{src.stem}.failed.ipynb"
-    tmp = _tmp_beside(out, suffix=".tmp.ipynb")
+    tmp = tmp_beside(out, suffix=".tmp.ipynb")
     try:
         echo = (stream or _TerminalStream()) if progress or stream is not None else None
         with _kernel_progress_mode("lines"):

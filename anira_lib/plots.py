@@ -15,10 +15,10 @@ VARIANT_STYLE = {"ANIRA-E": dict(color="tab:blue", marker="o"), "ANIRA-O": dict(
 
 def save_figure(fig, path: str | Path) -> Path:
     """Save atomically (write a sibling temp file, then rename)."""
-    from .io import _tmp_beside
+    from .files import tmp_beside
 
     path = Path(path)
-    tmp = _tmp_beside(path)
+    tmp = tmp_beside(path)
     try:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=130, bbox_inches="tight")
         tmp.replace(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_npz
+from .files import atomic_write_npz
 from .pcfg import grammar_path, load_pcfg
 from .prefix_parser import FEATURES, PrefixParser, to_cnf
 from .progress import progress_bar

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write_text
+from .files import atomic_write_text
 
 
 def rows_frame(rows, **columns) -> pd.DataFrame:

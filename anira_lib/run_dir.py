@@ -6,7 +6,7 @@
   the process ends, SIGKILL included, so a lock is never stale); a second training into the same
   directory is refused with the holder's pid, host and start time;
 - it removes the temporary files and folders of writes that a kill interrupted (`.*.tmp`, see
-  `io.py`): with the lock held, nobody else is writing them;
+  `files.py`): with the lock held, nobody else is writing them;
 - it refuses to start a new run over an existing one unless asked to `resume` it or to `overwrite`
   it (which deletes the old run's files first), so two runs never mix in one directory.
 """

@@ -39,7 +39,7 @@ import yaml
 
 from .cli import program_name
 from .faults import fault_point
-from .io import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
+from .files import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
 from .pointwise_attention import POINTWISE_ATTENTION
 from .progress import QueueBar, progress_bar, relay

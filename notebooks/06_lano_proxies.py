@@ -53,7 +53,7 @@ import numpy as np
 
 from anira_lib.analysis import format_table, proxy_correlations
 from anira_lib.experiments import evaluate_lano, train_variants
-from anira_lib.io import atomic_write_json, atomic_write_text
+from anira_lib.files import atomic_write_json, atomic_write_text
 from anira_lib.plots import plot_sentence_proxies
 from anira_lib.prefix_parser import FEATURES
 from anira_lib.project import figure_folder, work_from_project_root

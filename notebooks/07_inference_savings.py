@@ -48,7 +48,7 @@ from IPython.display import display
 from transformers import AutoModelForCausalLM
 
 import anira_lib  # noqa: F401  (registers the model with the Auto classes)
-from anira_lib.io import atomic_write_json
+from anira_lib.files import atomic_write_json
 from anira_lib.plots import save_figure
 from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.savings import decode_savings, random_adaptive_model

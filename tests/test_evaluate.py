@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from anira_lib.evaluate import evaluate_knobs, token_frame
-from anira_lib.io import read_jsonl
+from anira_lib.files import read_jsonl
 from anira_lib.tasks import collate
 from anira_lib.tasks.mano import ManoTask
 

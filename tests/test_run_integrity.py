@@ -385,7 +385,7 @@ def test_task_knobs_of_the_wrong_type_are_named(override, message, tmp_path):
 def test_out_dir_that_is_a_file_and_a_damaged_metrics_line_are_named(tmp_path):
     """Issue 31: '[Errno 17]' for an out_dir that is a file; 'Expecting value: line 1 column 21' (no file
     named) for a damaged metrics.jsonl line on resume."""
-    from anira_lib.io import read_jsonl
+    from anira_lib.files import read_jsonl
 
     afile = tmp_path / "taken"
     afile.write_text("x")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import clrs_text
 from ..cli import program_name
-from ..io import atomic_write_text
+from ..files import atomic_write_text
 from ..progress import progress_bar
 from .base import Example, TaskSampler
 

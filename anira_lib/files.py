@@ -26,7 +26,7 @@ def _umask() -> int:
     return mask
 
 
-def _tmp_beside(path: Path, suffix: str = ".tmp") -> Path:
+def tmp_beside(path: Path, suffix: str = ".tmp") -> Path:
     """An empty temporary file next to `path`, named `.<name>.<random><suffix>`, mode 0666 & ~umask."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -43,7 +43,7 @@ def _commit(tmp: Path, path: Path) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
-    tmp = _tmp_beside(path)
+    tmp = tmp_beside(path)
     try:
         tmp.write_text(text)
         _commit(tmp, path)
@@ -61,7 +61,7 @@ def atomic_write_jsonl(path: str | os.PathLike, rows) -> None:
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     path = Path(path)
-    tmp = _tmp_beside(path)
+    tmp = tmp_beside(path)
     try:
         torch.save(obj, tmp)
         _commit(tmp, path)
@@ -74,7 +74,7 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
     import numpy as np
 
     path = Path(path)
-    tmp = _tmp_beside(path)
+    tmp = tmp_beside(path)
     try:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
