@@ -203,7 +203,7 @@ def main(argv=None):
     import argparse
 
     from .checkpoint_eval import EVAL_FILE, evaluate_checkpoints
-    from .cli import program_name
+    from .cli import one_line_errors, program_name
 
     p = argparse.ArgumentParser(prog=program_name("anira_lib.evaluate"), description="Accuracy and d̄ per knob at every kept checkpoint of a run "
                                             f"(resumable; rows in RUN_DIR/{EVAL_FILE}).")
@@ -217,13 +217,9 @@ def main(argv=None):
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = p.parse_args(argv)
     for run_dir in args.checkpoints:
-        try:
+        with one_line_errors("anira evaluate", args.debug, hint=""):
             frame = evaluate_checkpoints(run_dir, knobs=args.knobs, n_per_knob=args.n_per_knob, seed=args.seed,
                                          task=args.task, depth_rule=args.depth_rule)
-        except Exception as err:  # one line a user can act on; the traceback behind --debug
-            if args.debug:
-                raise
-            raise SystemExit(f"anira evaluate: error: {err}") from None
         wide = frame.pivot_table(index="step", columns="knob", values=["accuracy", "mean_depth"])
         print(f"{run_dir} ({frame['decider'].iloc[0]}): {frame['step'].nunique()} checkpoints -> "
               f"{Path(run_dir) / EVAL_FILE}\n{wide.round(3).to_string()}")

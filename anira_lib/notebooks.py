@@ -20,7 +20,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cli import program_name
+from .cli import one_line_errors, program_name
 
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -197,23 +197,17 @@ def main(argv=None):
         print("\n`notebooks show NAME` lists a notebook's parameters; `notebooks run NAME -p name=value` runs it.")
         return
     if args.cmd == "show":
-        try:
+        with one_line_errors("anira notebooks show", hint=""):
             path = find_notebook(args.notebook)
-        except Exception as err:
-            raise SystemExit(f"{p.prog} show: error: {err}") from None
         print(f"{path.stem}: {notebook_title(load_notebook(path))}\n")
         print(parameters_cell(load_notebook(path)).source)
         return
-    try:
+    with one_line_errors("anira notebooks", args.debug, hint=""):  # the executed copy named in it holds the cell's traceback
         from .run_config import parse_overrides, read_mapping
 
         params = read_mapping(args.parameters_file, "parameters file") if args.parameters_file else {}
         params.update(parse_overrides(args.param))
         out = run_notebook(args.notebook, params, args.output_dir, progress=True)
-    except Exception as err:  # one line; the executed copy (named in it) holds a failing cell's traceback
-        if args.debug:
-            raise
-        raise SystemExit(f"anira notebooks: error: {err}") from None
     print(f"executed notebook: {out}")
 
 

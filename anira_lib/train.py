@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from .cli import program_name
+from .cli import one_line_errors, program_name
 from .faults import fault_point
 from .files import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
@@ -655,18 +655,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     cfg = None
     try:
-        cfg = TrainConfig.load(args.config, args.overrides)
-        result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+        with one_line_errors("anira train", args.debug):
+            cfg = TrainConfig.load(args.config, args.overrides)
+            result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except KeyboardInterrupt:  # Ctrl-C: what the last checkpoint saved is safe, and that is all to say
         if args.debug:
             raise
         where = f" in {cfg.out_dir}" if cfg is not None else ""
         raise SystemExit(f"anira train: interrupted; the run{where} keeps its last checkpoint: --resume continues "
                          "it from there.") from None
-    except Exception as err:  # one line a user can act on; the traceback behind --debug
-        if args.debug:
-            raise
-        raise SystemExit(f"anira train: error: {err} (run with --debug for the traceback)") from None
     if int(os.environ.get("RANK", "0")) == 0 and result.metrics:
         last = result.metrics[-1]
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}))

@@ -70,3 +70,16 @@ def test_notebooks_show_prints_the_parameters_cell_with_its_comments(capsys):
     assert out.startswith("03_depo: DEPO") and "max_nodes = 5" in out and "# N: cycle sizes" in out
     with pytest.raises(SystemExit, match="ambiguous"):
         main(["show", "mano"])
+
+
+def test_one_line_errors_turns_an_error_into_one_line_and_debug_keeps_the_traceback():
+    with pytest.raises(SystemExit) as err:
+        with cli.one_line_errors("anira x"):
+            raise ValueError("steps must be >= 1, got 0")
+    assert str(err.value) == "anira x: error: steps must be >= 1, got 0 (run with --debug for the traceback)"
+    with pytest.raises(ValueError):
+        with cli.one_line_errors("anira x", debug=True):
+            raise ValueError("kept")
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C is the caller's to word
+        with cli.one_line_errors("anira x"):
+            raise KeyboardInterrupt
