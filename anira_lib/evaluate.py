@@ -63,8 +63,8 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
             n = len(ex.tokens)
             sup = (labels[b, : n - 1] != IGNORE_INDEX).nonzero().flatten()
             predicted = pred[b, sup].tolist()
-            if hasattr(task, "check") and len(sup) == 1:
-                correct = task.check(ex, predicted[0])
+            if len(sup) == 1:  # one answer token: the task's own checker decides
+                correct = task.check(ex, predicted)
             else:
                 correct = predicted == labels[b, sup].tolist()
             per_iteration = {}
@@ -73,7 +73,7 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
                 per_iteration = {"iteration_top1": top1[b, :n].tolist(), "iteration_correct": hits.tolist(),
                                  "sufficient_depth": sufficient_depths(hits.numpy()).tolist()}
             yield {
-                "dump_format": DUMP_FORMAT, "task": getattr(task, "name", type(task).__name__),
+                "dump_format": DUMP_FORMAT, "task": task.name,
                 "knob": ex.knob, "example": i + b, "tokens": ex.tokens, "symbols": list(task.decode(ex.tokens)),
                 "predicted": predicted, "correct": bool(correct),
                 "answer_positions": sup.tolist(),

@@ -22,7 +22,7 @@ def extrapolation_knobs(task_name: str, task_args: dict, eval_max: int) -> list[
     from .tasks import get_task
 
     task = get_task(task_name, **task_args)
-    limit = getattr(task, "max_knob", None)
+    limit = task.max_knob
     if limit is None:
         raise ValueError(f"task {task_name!r} states no largest knob its sampler can draw, so extrapolation "
                          "past training is not defined for it here; use mano.")

@@ -98,7 +98,7 @@ def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
         return model
     model_cfg = cfg.model_config(vocab_size=task.vocab_size, pad_token_id=task.pad_id, bos_token_id=task.bos_id,
                                  eos_token_id=task.eos_id,
-                                 max_position_embeddings=max(512, getattr(task, "max_len", 512)))
+                                 max_position_embeddings=max(512, task.max_len or 512))
     return AniraForCausalLM(model_cfg)
 
 
@@ -382,7 +382,7 @@ def train(cfg: TrainConfig, resume: bool | str = False, overwrite: bool = False,
 
 def _data_state(task, rank: int):
     """Where `rank`'s next batch starts, for a task that reads its data as a stream (else None)."""
-    return task.data_state(rank) if hasattr(task, "data_state") else None
+    return task.data_state(rank)
 
 
 def _restore(ckpt, cfg, task, model, opt, sched, out_dir, rank, world) -> tuple[int, list[dict]]:
@@ -512,7 +512,7 @@ def _train(cfg, task, out_dir, resume, device, rank, world, distributed, local_b
             model = build_model(cfg, task)
             model.load_state_dict(weights)
             model.to(device)
-        atomic_save_pretrained(model, out_dir / "model", getattr(task, "save_pretrained", None))
+        atomic_save_pretrained(model, out_dir / "model", task.save_pretrained)
     if writer is not None:
         writer.close()
     if distributed:

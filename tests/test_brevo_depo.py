@@ -28,7 +28,8 @@ def test_brevo_checker_on_10000_samples_and_corruption(n):
         assert task.check(ex) and task.is_valid(ex.tokens, answer)
         start = ex.tokens.index(ANSWER) + 1
         bad = corrupt(ex.tokens, list(range(start, start + len(answer))), rng, names)
-        assert not task.check(ex, bad[start:start + len(answer)])
+        assert not task.check(ex, [ANSWER, *bad[start:start + len(answer)], EOS])
+        assert task.check(ex, [ANSWER, *answer, EOS]) and not task.check(ex, answer)  # delimiters are part of it
 
 
 def test_brevo_reference_target_is_a_valid_order_ending_with_query():
@@ -38,7 +39,7 @@ def test_brevo_reference_target_is_a_valid_order_ending_with_query():
         ex = task.sample(rng)
         parents, q, answer = task.parse(ex.tokens)
         assert answer[-1] == q and task.check(ex)
-        assert not task.check(ex, answer[::-1]) or len(answer) <= 2
+        assert not task.check(ex, [ANSWER, *answer[::-1], EOS]) or len(answer) <= 2
 
 
 def test_brevo_dfs_answer_is_also_valid_and_swaps_are_caught():
@@ -51,7 +52,7 @@ def test_brevo_dfs_answer_is_also_valid_and_swaps_are_caught():
         assert task.is_valid(ex.tokens, canonical)
         if len(canonical) >= 2:
             swapped = canonical[1:] + canonical[:1]
-            caught += not task.check(ex, swapped)
+            caught += not task.check(ex, [ANSWER, *swapped, EOS])
     assert caught > 1000
 
 
@@ -127,3 +128,19 @@ def test_out_of_range_knob_values():
         DepoTask(max_k=8).sample(rng_for(0), 9)
     with pytest.raises(ValueError, match="1 <= k"):
         DepoTask().sample(rng_for(0), 0)
+
+
+@pytest.mark.parametrize("name", ["mano", "brevo", "depo", "lano"])
+def test_every_checker_takes_the_predictions_at_the_supervised_positions(name):
+    """The task protocol's contract: check(example, the tokens at the example's supervised positions)
+    agrees with check(example) on the example's own tokens, and a changed token there is refused."""
+    task = get_task(name, **({"window": 160} if name == "lano" else {}))
+    rng = rng_for(5, "protocol", name)
+    for _ in range(20):
+        ex = task.sample(rng)
+        supervised = [t for t, s in zip(ex.tokens, ex.targets) if s]
+        assert task.check(ex) and task.check(ex, supervised)
+        if name != "lano":  # any answer token changed is wrong (LANO: a grammatical change may stay grammatical)
+            wrong = list(supervised)
+            wrong[-1 if name == "depo" else 0] = task.pad_id
+            assert not task.check(ex, wrong)

@@ -32,7 +32,7 @@ def test_rows_and_dump_match_direct_forward(tmp_path):
     assert rec["answer_positions"] == [ans_pos]
     assert rec["answer_depth"] == out.exit_depths[0, ans_pos].item()
     pred = out.logits[0, ans_pos].argmax().item()
-    assert rec["correct"] == (pred == ex.tokens[-1]) == task.check(ex, pred)
+    assert rec["correct"] == (pred == ex.tokens[-1]) == task.check(ex, [pred])
     assert torch.allclose(torch.tensor(rec["exit_probs"]).sum(-1), torch.ones(len(ex.tokens)), atol=1e-3)
 
 

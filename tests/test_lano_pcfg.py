@@ -76,7 +76,8 @@ def test_windows_start_at_sentence_boundaries():
     corrupted = list(ex.tokens)
     first_eos = corrupted.index(EOS)
     corrupted[first_eos] = 3  # two sentences glued together are not one sentence
-    assert not task.check(ex, corrupted)
+    assert task.check(ex, ex.tokens[1:])  # the supervised positions: every token after the first
+    assert not task.check(ex, corrupted[1:])
 
 
 def test_grammar_errors(tmp_path):

@@ -22,7 +22,7 @@ def test_checker_agrees_on_10000_samples_and_rejects_corruption(opts):
         ex = task.sample(rng)
         assert task.check(ex), task.decode(ex.tokens)
         wrong = task.value_id((ex.meta["answer"] + 1 + rng.randrange(task.modulus - 1)) % task.modulus)
-        assert not task.check(ex, wrong)
+        assert not task.check(ex, [wrong]) and task.check(ex, [ex.tokens[-1]])
 
 
 @pytest.mark.parametrize("ell", [1, 3, 16, 20])
@@ -75,3 +75,12 @@ def test_bad_knobs(knobs, match):
 def test_unknown_task():
     with pytest.raises(ValueError, match="unknown task 'manos'"):
         get_task("manos")
+
+
+def test_with_an_end_token_the_prediction_is_the_answer_then_eos():
+    task = ManoTask(max_ops=3, modulus=5, end_token=True)
+    ex = task.sample(rng_for(3, "eos"))
+    answer = ex.tokens[-2]
+    assert ex.tokens[-1] == task.eos_id
+    assert task.check(ex, [answer, task.eos_id])
+    assert not task.check(ex, [answer]) and not task.check(ex, [answer, answer])

@@ -31,13 +31,35 @@ def rng_for(seed: int, *stream: int | str) -> random.Random:
 
 
 class TaskSampler:
-    """Batches and evaluation sets for any task that defines `seed`, `pad_id` and
-    `sample(rng, knob=None) -> Example` (knob None: the training distribution). `bos_id` and `eos_id`
-    (None where the task has none) become the model config's, so `generate()` stops at the end of
-    an example."""
+    """The task protocol, with the shared parts implemented. A task defines:
+
+    - `name` (str), `seed` (int), `pad_id`, `vocab_size` (int);
+    - `sample(rng, knob=None) -> Example`: one example; knob None draws from the training distribution;
+    - `check(example, predicted=None) -> bool`: the task's own, independent verdict. `predicted` is the
+      list of tokens a model predicted at the example's supervised positions, in order (the positions
+      collation marks in `labels`); None checks the example's own tokens.
+
+    and may override the defaults below: `bos_id` / `eos_id` (they become the model config's, so
+    `generate()` stops at the end of an example), `max_len` (longest sequence, None: unbounded),
+    `max_knob` (largest knob value the sampler accepts, None: no limit), `train_knobs`,
+    `data_state(rank)` (position in a data stream to checkpoint, None for generated data) and
+    `save_pretrained(folder)` (files the model folder needs beside the weights, e.g. a tokenizer).
+    Callers use these members directly: nothing probes with getattr/hasattr."""
 
     bos_id: int | None = None
     eos_id: int | None = None
+    max_len: int | None = None
+    max_knob: int | None = None
+
+    def check(self, ex: Example, predicted: list[int] | None = None) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} has no checker")
+
+    def data_state(self, rank: int = 0) -> dict | None:
+        """Where this rank's data stream stands, for the checkpoint; None: the data are generated from the step."""
+        return None
+
+    def save_pretrained(self, folder) -> None:
+        """Write what a saved model folder needs beside the weights (nothing, for generated token tasks)."""
 
     @property
     def train_knobs(self) -> list:

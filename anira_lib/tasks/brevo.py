@@ -169,8 +169,15 @@ class BrevoTask(TaskSampler):
         return True
 
     def check(self, ex: Example, predicted: list[int] | None = None) -> bool:
-        """Exact match of the canonical list (dfs target) or validity (reference target)."""
-        answer = self.parse(ex.tokens)[2] if predicted is None else list(predicted)
+        """Exact match of the canonical list (dfs target) or validity (reference target). `predicted`
+        holds the supervised positions' tokens: ANSWER, the answer, EOS."""
+        if predicted is None:
+            answer = self.parse(ex.tokens)[2]
+        else:
+            predicted = list(predicted)
+            if len(predicted) < 2 or predicted[0] != ANSWER or predicted[-1] != EOS:
+                return False
+            answer = predicted[1:-1]
         if self.target == "dfs":
             return answer == self.canonical_answer(ex.tokens)
         return self.is_valid(ex.tokens, answer)

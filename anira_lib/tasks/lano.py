@@ -75,7 +75,8 @@ class LanoTask(TaskSampler):
                 cur.append(t)
         return out
 
-    def check(self, ex: Example, predicted=None) -> bool:
-        """Every complete sentence of the window is derivable from the grammar's start symbol."""
-        tokens = ex.tokens if predicted is None else list(predicted)
+    def check(self, ex: Example, predicted: list[int] | None = None) -> bool:
+        """Every complete sentence of the window is derivable from the grammar's start symbol.
+        `predicted` holds the supervised positions' tokens: every token after the first."""
+        tokens = ex.tokens if predicted is None else [ex.tokens[0], *predicted]
         return all(self.sampler.recognizes(s) for s in self.sentences(tokens))

@@ -213,7 +213,14 @@ class ManoTask(TaskSampler):
         """Position of the ANS token (the answer follows it; then EOS with `end_token`)."""
         return len(ex.tokens) - (3 if self.end_token else 2)
 
-    def check(self, ex: Example, predicted_answer_id: int | None = None) -> bool:
-        """True if the answer (the example's own, or `predicted_answer_id`) is the expression's value."""
-        answer_id = ex.tokens[self._answer_index(ex) + 1] if predicted_answer_id is None else predicted_answer_id
+    def check(self, ex: Example, predicted: list[int] | None = None) -> bool:
+        """True if the answer (the example's own, or the predicted answer token `[id]`; with `end_token`
+        `[id, eos]`) is the expression's value."""
+        if predicted is None:
+            answer_id = ex.tokens[self._answer_index(ex) + 1]
+        else:
+            predicted = list(predicted)
+            if self.end_token and predicted[1:] != [self.eos_id]:
+                return False
+            answer_id = predicted[0] if predicted else None
         return answer_id == self.value_id(self.evaluate_prefix(self.expression(ex)))
