@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 
 from .configuration import AniraConfig
+
+_MODEL = AniraConfig  # the model fields' defaults are read from the model's own config class
 from .sharding import SHARDINGS
 
 
@@ -25,23 +27,24 @@ class TrainConfig:
     # task
     task: str = "mano"
     task_args: dict = field(default_factory=dict)  # the task's knobs, e.g. {"max_ops": 8}
-    # model (AniraConfig fields; Table 5 names: D = max_depth, P/C = prelude/coda_layers)
-    decider: str = "early"
-    recurrent: bool = True
-    hidden_size: int = 64
-    intermediate_size: int = 256
-    num_attention_heads: int = 4
-    prelude_layers: int = 1
-    max_depth: int = 6
-    coda_layers: int = 1
-    recurrent_layers: int = 1  # R Llama layers per iteration of the block
-    input_injection: bool = False
-    initial_state: str = "prelude"
-    decider_intermediate_size: int | None = None
-    kl_beta: float = 0.1
-    prior_lambda: float = 1.0
-    gumbel_temperature: float = 1.0
-    initial_depth: float | None = None
+    # model: AniraConfig's fields with AniraConfig's defaults (one source; Table 5 names: D = max_depth,
+    # P/C = prelude/coda_layers); MODEL_FIELDS below is derived from them
+    decider: str = _MODEL.decider
+    recurrent: bool = _MODEL.recurrent
+    hidden_size: int = _MODEL.hidden_size
+    intermediate_size: int = _MODEL.intermediate_size
+    num_attention_heads: int = _MODEL.num_attention_heads
+    prelude_layers: int = _MODEL.prelude_layers
+    max_depth: int = _MODEL.max_depth
+    coda_layers: int = _MODEL.coda_layers
+    recurrent_layers: int = _MODEL.recurrent_layers  # R Llama layers per iteration of the block
+    input_injection: bool = _MODEL.input_injection
+    initial_state: str = _MODEL.initial_state
+    decider_intermediate_size: int | None = _MODEL.decider_intermediate_size
+    kl_beta: float = _MODEL.kl_beta
+    prior_lambda: float = _MODEL.prior_lambda
+    gumbel_temperature: float = _MODEL.gumbel_temperature
+    initial_depth: float | None = _MODEL.initial_depth
     init_from: str | None = None  # a local ANIRA model folder (e.g. convert_llama's) to start from; its
     #   architecture replaces the model fields above, the loss knobs (kl_beta, prior_lambda, ...) still apply
     # optimisation (AdamW, linear warm-up then constant LR, gradient clipping)
@@ -66,10 +69,6 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
 
-    MODEL_FIELDS = ("decider", "recurrent", "hidden_size", "intermediate_size", "num_attention_heads",
-                    "prelude_layers", "max_depth", "coda_layers", "recurrent_layers", "input_injection",
-                    "initial_state", "decider_intermediate_size",
-                    "kl_beta", "prior_lambda", "gumbel_temperature", "initial_depth")
 
     def __post_init__(self):
         self.validate()
@@ -220,3 +219,8 @@ def _check_type(name, value, annotation):
             return
     want = " or ".join(getattr(t, "__name__", str(t)) for t in options)
     raise TypeError(f"{name} must be {want}, got {value!r} ({type(value).__name__}).")
+
+
+# The run config's fields that configure the model: those AniraConfig also declares.
+TrainConfig.MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                                 if f.name in AniraConfig.__annotations__)

@@ -40,7 +40,7 @@ def test_train_help_lists_every_config_field_with_its_default(capsys, monkeypatc
     out = capsys.readouterr().out
     for f in dataclasses.fields(TrainConfig):
         assert f"  {f.name}=" in out, f.name
-    assert "  max_depth=6" in out and "  task='mano'" in out
+    assert "  max_depth=4" in out and "  task='mano'" in out
 
 
 def test_outside_anira_the_usage_names_the_module(monkeypatch):
