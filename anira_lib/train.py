@@ -38,6 +38,7 @@ import torch.distributed as dist
 import yaml
 
 from .cli import one_line_errors, program_name
+from . import inductor_cache
 from .faults import fault_point
 from .files import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
@@ -258,16 +259,37 @@ def attending(model, attention: str):
         model.set_attn_implementation(own)
 
 
+COMPILE_ATTEMPTS = 5  # compiles of the first step when inductor's cache turns out to be damaged
+
+
 def _compile_on(step_model, model, batch, device, dtype):
     """Compile the training graph on batch 0, whatever step the run starts from, and leave no trace
     (gradients dropped, RNG states put back): a run resumed at step k compiles on the same sizes
     as the run that started at step 0."""
     rng = _rng_state()
+    for attempt in range(COMPILE_ATTEMPTS):
+        try:
+            _forward_backward(step_model, batch, device, dtype)
+            break
+        except Exception as err:  # a damaged entry in inductor's on-disk cache: remove it, compile again
+            damaged = inductor_cache.damaged_entries(err)
+            if not damaged or attempt == COMPILE_ATTEMPTS - 1:
+                raise
+            removed = inductor_cache.remove_entries(sorted(set(damaged + inductor_cache.empty_libraries())))
+            print(f"anira: inductor's cache held damaged compiled libraries ({damaged[0]} and "
+                  f"{len(removed) - 1} more files, likely left by a killed compile); removed them, compiling again",
+                  flush=True)
+            torch._dynamo.reset()
+            model.zero_grad(set_to_none=True)
+            _set_rng_state(rng)
+    model.zero_grad(set_to_none=True)
+    _set_rng_state(rng)
+
+
+def _forward_backward(step_model, batch, device, dtype):
     with autocast_for(device, dtype):
         out = step_model(**{k: v.to(device) for k, v in model_inputs(batch).items()})
     out.loss.backward()
-    model.zero_grad(set_to_none=True)
-    _set_rng_state(rng)
 
 
 def _lr_lambda(warmup: int):
