@@ -6,7 +6,7 @@ import pytest
 
 from anira_lib.tasks import get_task, rng_for
 from anira_lib.tasks.brevo import ANSWER, EOS, QUERY, BrevoTask
-from anira_lib.tasks.depo import DepoTask
+from anira_lib.tasks.depo import FIRST_QUERY, DepoTask
 
 
 def corrupt(tokens, positions, rng, choices):
@@ -144,3 +144,22 @@ def test_every_checker_takes_the_predictions_at_the_supervised_positions(name):
             wrong = list(supervised)
             wrong[-1 if name == "depo" else 0] = task.pad_id
             assert not task.check(ex, wrong)
+
+
+def test_depo_min_nodes_draws_only_cycles_that_large_and_leaves_the_default_stream_alone():
+    def cycle_size(task, tokens):
+        end = next(i for i, t in enumerate(tokens) if i > 0 and FIRST_QUERY <= t < task.first_name)
+        return (end - 1) // 2
+
+    big = DepoTask(max_nodes=7, max_k=3, queries=4, min_nodes=7)
+    rng = rng_for(0, "min")
+    for k in (None, 1, 2, 3):
+        for _ in range(200):
+            ex = big.sample(rng, k)
+            assert big.check(ex) and cycle_size(big, ex.tokens) == 7
+    assert {cycle_size(big, DepoTask(max_nodes=7, max_k=3, queries=4).sample(rng).tokens) for _ in range(300)} \
+        == {3, 4, 5, 6, 7}
+    default, explicit = DepoTask(max_nodes=7, max_k=3, queries=4), DepoTask(max_nodes=7, max_k=3, queries=4, min_nodes=3)
+    assert default.train_batch(5, 8)["input_ids"].equal(explicit.train_batch(5, 8)["input_ids"])
+    with pytest.raises(ValueError, match="min_nodes must be between 3 and max_nodes"):
+        DepoTask(max_nodes=5, min_nodes=6)

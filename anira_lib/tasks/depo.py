@@ -21,23 +21,28 @@ FIRST_QUERY = 5
 
 @dataclass(frozen=True)
 class DepoTask(TaskSampler):
-    """DEPO sampler and checker. max_nodes [N] names, max_k [K] steps, queries [M] per sequence."""
+    """DEPO sampler and checker. max_nodes [N] names, max_k [K] steps, queries [M] per sequence.
+    min_nodes: smallest cycle drawn (default 3, the paper's). Raising it removes the short cycles on
+    which k steps forward are few steps back (not in the paper; for settings that need k hops)."""
 
     max_nodes: int = 100
     max_k: int = 16
     queries: int = 10
     seed: int = 0
+    min_nodes: int = 3
 
     name = "depo"
 
     def __post_init__(self):
         if self.max_nodes < 3:
             raise ValueError(f"DEPO max_nodes (N) must be >= 3, got {self.max_nodes}.")
+        if not 3 <= self.min_nodes <= self.max_nodes:
+            raise ValueError(f"DEPO min_nodes must be between 3 and max_nodes ({self.max_nodes}), got {self.min_nodes}.")
         if self.max_k < 1:
             raise ValueError(f"DEPO max_k (K) must be >= 1, got {self.max_k}.")
         if self.queries < 1:
             raise ValueError(f"DEPO queries (M) must be >= 1, got {self.queries}.")
-        sizes = list(range(3, self.max_nodes + 1))
+        sizes = list(range(self.min_nodes, self.max_nodes + 1))
         cum, total = [], 0.0
         for n in sizes:
             total += 1.0 / (n + math.sqrt(self.max_nodes))
