@@ -22,7 +22,8 @@ from .progress import progress_bar
 from .tasks import collate
 
 
-DUMP_FORMAT = 3  # 3 (2026-12-07): + iteration_top1, iteration_correct, sufficient_depth
+DUMP_FORMAT = 3  # 3 (2026-12-07): + iteration_top1, iteration_correct, sufficient_depth; + variant (later the
+#   same day: readers fall back to the file name where a record has none)
 READ_FORMATS = (2, 3)  # 2 (until 2026-12-07): no per-iteration fields; 1 (until 2026-12-02): no dump_format,
 #   task, example or symbols fields
 
@@ -33,11 +34,24 @@ def supports_iterations(model) -> bool:
 
 
 @torch.no_grad()
+def model_variant(config) -> str:
+    """The variant a model is, by its config: ANIRA-E, ANIRA-O, non-recurrent, fixed-1 (one iteration)
+    or fixed-D (every token runs its D iterations). The name dumps and frames use."""
+    if config.decider == "early":
+        return "ANIRA-E"
+    if config.decider == "online":
+        return "ANIRA-O"
+    if not config.recurrent:
+        return "non-recurrent"
+    return "fixed-1" if config.max_depth == 1 else "fixed-D"
+
+
 def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, halt_threshold=None,
-                 iterations: bool = True):
+                 iterations: bool = True, variant: str | None = None):
     """Forward `examples` in eval mode; yields one record per example (lists, JSON-ready):
 
-    dump_format, task (name), knob, example (index in `examples`), tokens, symbols (decoded tokens),
+    dump_format, task (name), variant (`variant`, or `model_variant` of the model), knob, example
+    (index in `examples`), tokens, symbols (decoded tokens),
     predicted / correct (the task's checker where it has one), answer_positions (positions whose
     logits predict a supervised token), answer_depth (their mean exit depth), exit_depths (T,),
     expected_depth (T,), exit_probs (T, D): q(d) per token. With `iterations` (and eager or SDPA
@@ -47,6 +61,7 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
     it stays correct through D (None: never; `sufficient_depth.sufficient_depths`)."""
     from .sufficient_depth import sufficient_depths
 
+    variant = variant or model_variant(model.config)
     model.eval()
     device = next(model.parameters()).device
     iterations = iterations and supports_iterations(model)
@@ -73,7 +88,7 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
                 per_iteration = {"iteration_top1": top1[b, :n].tolist(), "iteration_correct": hits.tolist(),
                                  "sufficient_depth": sufficient_depths(hits.numpy()).tolist()}
             yield {
-                "dump_format": DUMP_FORMAT, "task": task.name,
+                "dump_format": DUMP_FORMAT, "task": task.name, "variant": variant,
                 "knob": ex.knob, "example": i + b, "tokens": ex.tokens, "symbols": list(task.decode(ex.tokens)),
                 "predicted": predicted, "correct": bool(correct),
                 "answer_positions": sup.tolist(),
@@ -90,17 +105,18 @@ ROW_COLUMNS = ("knob", "n", "accuracy", "mean_depth", "mean_expected_depth")  # 
 
 def evaluate_knobs(model, task, knobs, n_per_knob: int = 500, seed: int = 1234, batch_size: int = 256,
                    depth_rule=None, halt_threshold=None, dump_path: str | Path | None = None,
-                   progress: bool = True, dump_correct_only: bool = False) -> pd.DataFrame:
+                   progress: bool = True, dump_correct_only: bool = False, variant: str | None = None) -> pd.DataFrame:
     """A frame with one row per knob value: knob, n, accuracy, mean_depth, mean_expected_depth.
 
     mean_depth is d̄ on answer tokens with the inference depth rule (§5.3). dump_correct_only: the
     dump keeps correctly answered examples only (the authors' --dump_compute_allocations_only_correct;
     the rows still count every example). The per-iteration view (format 3's fields) is computed only
-    for a dump: it costs a second copy of every token in the block and D passes of the Coda."""
+    for a dump: it costs a second copy of every token in the block and D passes of the Coda. variant:
+    the name the dump records (default: `model_variant` of the model)."""
     rows, dump = [], []
     for k in progress_bar(list(knobs), desc="evaluate", disable=not progress):
         recs = list(run_examples(model, task, task.eval_examples(k, n_per_knob, seed), batch_size,
-                                 depth_rule, halt_threshold, iterations=dump_path is not None))
+                                 depth_rule, halt_threshold, iterations=dump_path is not None, variant=variant))
         for r in recs:  # the knob asked for: CLRS's is (algorithm, size), its examples' only the size
             r["knob"] = k
         ans_exp = [np.mean([r["expected_depth"][p] for p in r["answer_positions"]]) for r in recs]

@@ -101,7 +101,7 @@ def compare_deciders(settings: dict, knobs, out_dir: str | Path, eval_per_knob: 
     for seed, runs in by_seed.items():
         base = bases[seed]
         for name, run in runs.items():
-            rows = evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob,
+            rows = evaluate_knobs(run.model, run.task, knobs, n_per_knob=eval_per_knob, variant=name,
                                   dump_path=base / f"allocations_{variant_dir(name, variants[name])}.jsonl")
             frames.append(rows_frame(rows, variant=name, seed=seed))
     frame = pd.concat(frames, ignore_index=True)
@@ -153,7 +153,7 @@ def evaluate_lano(runs: dict[str, TrainResult], n_windows: int, out_dir: str | P
                          "generations": gen["n"]}
         arrays[f"expected_depth_{name}"] = stats["expected_depth"]
         arrays[f"kl_{name}"] = kl
-        evaluate_knobs(run.model, task, [None], n_per_knob=n_windows, seed=seed, progress=False,
+        evaluate_knobs(run.model, task, [None], n_per_knob=n_windows, seed=seed, progress=False, variant=name,
                        dump_path=Path(out_dir) / f"allocations_{variant_dir(name, VARIANTS.get(name, {}))}.jsonl")
     out_dir = Path(out_dir)
     atomic_write_npz(out_dir / "lano_eval.npz", arrays)
@@ -178,8 +178,9 @@ def evaluate_clrs(runs: dict[str, TrainResult], out_dir: str | Path, n_per_pair:
     overlap = {p: task.overlap(p) for p in pairs}
     results = {}
     for name, run in runs.items():
-        rows = evaluate_knobs(run.model, task, pairs, n_per_knob=n_per_pair,
-                              dump_path=Path(out_dir) / f"allocations_{VARIANTS.get(name, name)}.jsonl").to_dict("records")
+        rows = evaluate_knobs(run.model, task, pairs, n_per_knob=n_per_pair, variant=name,
+                              dump_path=Path(out_dir) / f"allocations_{variant_dir(name, VARIANTS.get(name, {}))}.jsonl"
+                              ).to_dict("records")
         for r in rows:
             algorithm, size = r.pop("knob")
             r.update(algorithm=algorithm, size=size, task=task_of(algorithm), train=(algorithm, size) in trained,

@@ -20,7 +20,7 @@ from .tasks import TASKS
 
 FIELDS = ("dump_format", "task", "knob", "example", "tokens", "symbols", "correct", "answer_positions",
           "exit_depths", "expected_depth", "exit_probs")
-DECIDER_NAMES = {"early": "ANIRA-E", "online": "ANIRA-O", "none": "fixed depth",
+DECIDER_NAMES = {"early": "ANIRA-E", "online": "ANIRA-O", "none": "fixed-depth",
                  "fixed-d": "fixed-D"}  # the depth baseline's run directory and dump are lower case
 
 
@@ -105,6 +105,8 @@ def load_allocations(source, variants=None) -> dict[str, list[dict]]:
                             "first or choose others.")
         paths = {v: paths[v] for v in variants}
     data = {name: load_dump(p) for name, p in paths.items()}
+    if not isinstance(source, dict):  # the variant a dump records names it (older dumps: the file name)
+        data = {recs[0].get("variant", name): recs for name, recs in data.items()}
     tasks = {name: recs[0]["task"] for name, recs in data.items()}
     if len(set(tasks.values())) > 1:
         raise DumpError(f"these dumps are of different tasks ({tasks}); explore one task at a time.")

@@ -1,5 +1,6 @@
 """Evaluation rows and allocation dumps agree with a direct forward pass."""
 
+import json
 import numpy as np
 import torch
 
@@ -53,3 +54,26 @@ def test_correct_only_dump_and_token_frame(tmp_path):
     assert frame.loc[frame.role == "answer", "symbol"].eq("<ans>").all()
     assert np.allclose(frame[["q_1", "q_2", "q_3", "q_4"]].sum(axis=1), 1.0, atol=1e-3)
     assert len(token_frame(every, correct_only=True)) == sum(len(r["tokens"]) for r in right)
+
+
+def test_every_dump_record_names_its_variant(tmp_path):
+    from anira_lib.evaluate import model_variant
+    from anira_lib.explorer import load_allocations
+    from anira_lib.tasks import ManoTask
+
+
+    task = ManoTask(max_ops=2, modulus=3)
+    expected = {}
+    for name, kw in {"allocations_early.jsonl": dict(decider="early"), "allocations_online.jsonl": dict(decider="online"),
+                     "allocations_fixed-1.jsonl": dict(decider="none", max_depth=1),
+                     "allocations_fixed-d.jsonl": dict(decider="none", max_depth=3)}.items():
+        model = tiny_model(vocab_size=task.vocab_size, **kw).eval()
+        expected[name] = model_variant(model.config)
+        evaluate_knobs(model, task, [1], n_per_knob=2, batch_size=2, dump_path=tmp_path / name, progress=False)
+    assert sorted(expected.values()) == ["ANIRA-E", "ANIRA-O", "fixed-1", "fixed-D"]
+    for name, variant in expected.items():
+        assert {r["variant"] for r in map(json.loads, (tmp_path / name).read_text().splitlines())} == {variant}
+    assert sorted(load_allocations(tmp_path)) == sorted(expected.values())
+    evaluate_knobs(tiny_model(vocab_size=task.vocab_size, decider="none", max_depth=3).eval(), task, [1], n_per_knob=2,
+                   dump_path=tmp_path / "named.jsonl", progress=False, variant="fixed-depth")
+    assert json.loads((tmp_path / "named.jsonl").read_text().splitlines()[0])["variant"] == "fixed-depth"
