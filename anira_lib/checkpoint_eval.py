@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import evaluate_knobs
+from .files import quiet_transformers_bars
 from .progress import progress_bar
 from .results import read_frame, rows_frame, write_frame
 from .run_config import TrainConfig
@@ -85,7 +86,8 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
         done = set(frame["step"]) if len(frame) else set()
         todo = [(step, path) for step, path in checkpoints if step not in done]
         for step, path in progress_bar(todo, desc=f"checkpoints {run_dir.name}", disable=not progress):
-            model = AniraForCausalLM.from_pretrained(path).eval()
+            with quiet_transformers_bars():
+                model = AniraForCausalLM.from_pretrained(path).eval()
             rows = evaluate_knobs(model, sampler, knobs, n_per_knob=n_per_knob, seed=seed, batch_size=batch_size,
                                   depth_rule=depth_rule, progress=False)
             new = rows_frame(rows, run=str(run_dir), task=cfg.task, decider=cfg.decider, train_seed=cfg.seed,

@@ -84,7 +84,7 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
 
 
 @contextmanager
-def _quiet_transformers_bars():
+def quiet_transformers_bars():
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
@@ -105,7 +105,7 @@ def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None, state_d
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        with _quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log
+        with quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log
             model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))  # it edits the dict
         if extra is not None:
             extra(tmp)

@@ -40,7 +40,7 @@ import yaml
 from .cli import one_line_errors, program_name
 from . import inductor_cache
 from .faults import fault_point
-from .files import atomic_save_pretrained, atomic_torch_save, atomic_write_text, read_jsonl
+from .files import atomic_save_pretrained, atomic_torch_save, atomic_write_text, quiet_transformers_bars, read_jsonl
 from .model import IGNORE_INDEX, AniraForCausalLM
 from .pointwise_attention import POINTWISE_ATTENTION
 from .progress import QueueBar, progress_bar, relay
@@ -86,7 +86,8 @@ def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"init_from={cfg.init_from!r} is not a saved model (no config.json); pass the "
                                     "folder save_pretrained / convert_llama wrote.")
-        model = AniraForCausalLM.from_pretrained(path)
+        with quiet_transformers_bars():
+            model = AniraForCausalLM.from_pretrained(path)
         if model.config.vocab_size < task.vocab_size:
             raise ValueError(f"init_from's vocabulary ({model.config.vocab_size}) is smaller than the task's "
                              f"tokenizer ({task.vocab_size}); train with the model's own tokenizer.")
@@ -585,7 +586,8 @@ def load_run(cfg: TrainConfig) -> TrainResult:
     if not (out_dir / "model").is_dir():
         raise FileNotFoundError(f"{out_dir}/model does not exist; the run has not finished (train it first).")
     try:
-        model = AniraForCausalLM.from_pretrained(out_dir / "model").eval()
+        with quiet_transformers_bars():  # a frozen "Loading weights 0%" bar in every notebook that resumes
+            model = AniraForCausalLM.from_pretrained(out_dir / "model").eval()
     except Exception as err:  # truncated or corrupt weights, a broken config.json
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise RunDirError(f"{out_dir / 'model'} cannot be loaded as a model ({reason}); if the run's "

@@ -72,7 +72,7 @@ comparison = compare_deciders(settings, range(3, max_nodes + 1), out_dir, eval_p
                               knob_label="number of nodes n", figure_path=figure_path,
                               title=f"BREVO (N={max_nodes}, D={max_depth})", processes=processes,
                               variants={**VARIANTS, **DEPTH_BASELINES} if depth_baselines else VARIANTS)
-display(comparison.frame)  # one row per variant × knob (also results.csv)
+# comparison.frame: one row per variant × knob, unrounded (also results.csv); the table below is its summary
 print(comparison.table())
 print("figure:", figure_path)
 if depth_baselines:  # fixed-D − fixed-1 accuracy per knob: the condition the d̄ trend is measured under

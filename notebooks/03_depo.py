@@ -73,7 +73,7 @@ comparison = compare_deciders(settings, range(1, max_k + 1), out_dir, eval_per_k
                               knob_label="hops k", figure_path=figure_path,
                               title=f"DEPO (N={max_nodes}, K={max_k}, D={max_depth})", processes=processes,
                               variants={**VARIANTS, **DEPTH_BASELINES} if depth_baselines else VARIANTS)
-display(comparison.frame)  # one row per variant × knob (also results.csv)
+# comparison.frame: one row per variant × knob, unrounded (also results.csv); the table below is its summary
 print(comparison.table())
 print("figure:", figure_path)
 if depth_baselines:  # fixed-D − fixed-1 accuracy per knob: the condition the d̄ trend is measured under

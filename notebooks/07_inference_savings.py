@@ -79,8 +79,6 @@ for r in rows:
 # %%
 view = savings_view(rows)
 display(view)
-view.children[0].value = taus[-1]  # move the slider once: the callback must have re-rendered
-assert view.state["tau"] == taus[-1]
 figure_folder(figure_dir, out_dir).mkdir(parents=True, exist_ok=True)
 fig, ax = plt.subplots(figsize=(4.5, 3.2))
 sweep = [r for r in rows if r["tau"] is not None]

@@ -57,7 +57,7 @@ settings = dict(task="mano", task_args={"modulus": modulus}, max_depth=max_depth
 figure_path = figure_folder(figure_dir, out_dir) / "fig9_mano_extrapolation.png"
 comparison = compare_extrapolation(settings, train_max, eval_max, out_dir, baseline_lr=baseline_lr, seeds=seeds,
                                    eval_per_knob=eval_per_knob, figure_path=figure_path, processes=processes)
-display(comparison.frame)  # one row per seed × model × ℓ (also results.csv)
+# comparison.frame: one row per seed × model × ℓ, unrounded (also results.csv); the table below is its summary
 print(comparison.table())
 print("figure:", figure_path)
 

@@ -25,3 +25,17 @@ def test_knob_plot_is_written(tmp_path):
     assert img[..., :3].std() > 0.05
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no temporary file left behind
     assert depth_trend(rows) == pytest.approx(1.0)
+
+
+def test_savings_view_redraws_for_the_tau_the_slider_picks():
+    from anira_lib.widgets import savings_view
+
+    rows = [{"tau": None, "mean_depth": 4.0, "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": 1.0, "kv_accounting": 1.0}]
+    rows += [{"tau": t, "mean_depth": 1 + 3 * t, "speedup": 2 - t, "bound": 2.2 - t, "kv_held_over_fixed": 0.4 + t / 2,
+              "kv_accounting": 0.4 + t / 2} for t in (0.1, 0.5, 0.9)]
+    view = savings_view(rows)
+    assert view.state["tau"] == 0.1 and view.state["row"]["mean_depth"] == pytest.approx(1.3)
+    view.children[0].value = 0.9  # the slider's callback re-renders for the new τ
+    assert view.state["tau"] == 0.9 and view.state["row"] is rows[-1]
+    with pytest.raises(ValueError, match="at least one τ row"):
+        savings_view(rows[:1])
