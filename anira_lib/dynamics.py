@@ -70,7 +70,7 @@ def plot_progression(frame: pd.DataFrame, path=None, title: str = "", names: dic
     seeds of one variant) share a row: their mean as the line, their min–max as a band."""
     import matplotlib.pyplot as plt
 
-    from .plots import _finish
+    from .plots import finish_figure
 
     check_frame(frame)
     labels = frame["run"].map(lambda run: (names or {}).get(run, run))
@@ -99,7 +99,7 @@ def plot_progression(frame: pd.DataFrame, path=None, title: str = "", names: dic
         ax.set_xlabel("training step")
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def over_seeds(table: pd.DataFrame, by: list[str], values) -> pd.DataFrame:

@@ -124,7 +124,7 @@ def plot_table3(summary, path=None, title: str = "GSM-Symbolic"):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .plots import _finish
+    from .plots import finish_figure
 
     splits = list(dict.fromkeys(summary["split"]))
     names = list(dict.fromkeys(summary["variant"]))
@@ -142,7 +142,7 @@ def plot_table3(summary, path=None, title: str = "GSM-Symbolic"):
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def variant_dir(name: str) -> str:

@@ -116,7 +116,7 @@ def plot_pareto(frame: pd.DataFrame, path=None, title: str = ""):
     A frame of several seeds (a `seed` column) is drawn as the mean over seeds with min–max error bars."""
     import matplotlib.pyplot as plt
 
-    from .plots import _finish
+    from .plots import finish_figure
 
     several = "seed" in frame.columns and frame["seed"].nunique() > 1
     if several:
@@ -140,4 +140,4 @@ def plot_pareto(frame: pd.DataFrame, path=None, title: str = ""):
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)

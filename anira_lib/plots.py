@@ -13,21 +13,28 @@ VARIANT_STYLE = {"ANIRA-E": dict(color="tab:blue", marker="o"), "ANIRA-O": dict(
                  "fixed-1": dict(color="0.55", marker="v", ls="--"), "fixed-D": dict(color="0.25", marker="^", ls="--")}
 
 
+FIGURE_DPI = 200  # raster figures; a PNG also gets a vector PDF beside it for papers and slides
+
+
 def save_figure(fig, path: str | Path) -> Path:
-    """Save atomically (write a sibling temp file, then rename)."""
+    """Save atomically (write a sibling temp file, then rename): the path's format at FIGURE_DPI, and
+    for a `.png` the same figure as `.pdf` beside it. Returns `path`."""
     from .files import tmp_beside
 
     path = Path(path)
-    tmp = tmp_beside(path)
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=130, bbox_inches="tight")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    targets = [path] + ([path.with_suffix(".pdf")] if path.suffix.lower() == ".png" else [])
+    for target in targets:
+        tmp = tmp_beside(target)
+        try:
+            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=FIGURE_DPI, bbox_inches="tight")
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
 
 
-def _finish(fig, path):
+def finish_figure(fig, path):
+    """Lay the figure out and save it to `path` (if given); returns the figure."""
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
@@ -62,7 +69,7 @@ def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str
     ax_acc.legend(loc="lower left")
     if title:
         ax_acc.set_title(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_oracle_vs_chosen(frames: dict, knob_labels: dict | None = None, path: str | Path | None = None,
@@ -84,7 +91,7 @@ def plot_oracle_vs_chosen(frames: dict, knob_labels: dict | None = None, path: s
     axes[0, -1].legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict[str, "np.ndarray"],
@@ -107,7 +114,7 @@ def plot_sentence_proxies(tokens, depths: dict[str, "np.ndarray"], proxies: dict
     axes[-1].set_xlabel("token position")
     if title:
         axes[0].set_title(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: str | Path | None = None,
@@ -148,7 +155,7 @@ def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: 
     axes[0, 0].legend(fontsize=7, loc="lower left")
     if title:
         fig.suptitle(title + "  (grey bars: training sizes)", fontsize=10)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def draw_depth_histogram(ax, hist, title: str = ""):
@@ -191,7 +198,7 @@ def plot_question_tokens(panels: dict, path: str | Path | None = None, title: st
         ax_c.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_delta_r2(comparison, path: str | Path | None = None, title: str = ""):
@@ -211,4 +218,4 @@ def plot_delta_r2(comparison, path: str | Path | None = None, title: str = ""):
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)

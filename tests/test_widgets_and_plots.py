@@ -14,7 +14,7 @@ def test_depth_histograms_plot_is_written(tmp_path):
     path = tmp_path / "h.png"
     plot_depth_histograms({"ANIRA-E": hist, "ANIRA-O": hist[::-1]}, path, title="t")
     assert mpimg.imread(path)[..., :3].std() > 0.05
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.pdf", "h.png"]  # no temporary file left behind
 
 
 def test_knob_plot_is_written(tmp_path):
@@ -23,7 +23,7 @@ def test_knob_plot_is_written(tmp_path):
     plot_knob_curves({"ANIRA-E": rows, "ANIRA-O": rows[::-1]}, "ℓ", train_max=3, path=path)
     img = mpimg.imread(path)
     assert img[..., :3].std() > 0.05
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]  # no temporary file left behind
     assert depth_trend(rows) == pytest.approx(1.0)
 
 
@@ -39,3 +39,17 @@ def test_savings_view_redraws_for_the_tau_the_slider_picks():
     assert view.state["tau"] == 0.9 and view.state["row"] is rows[-1]
     with pytest.raises(ValueError, match="at least one τ row"):
         savings_view(rows[:1])
+
+
+def test_a_png_figure_comes_with_a_vector_pdf_and_nothing_half_written(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from anira_lib.plots import FIGURE_DPI, save_figure
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1])
+    save_figure(fig, tmp_path / "f.png")
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
+    assert mpimg.imread(tmp_path / "f.png").shape[1] >= 2 * FIGURE_DPI * 0.8  # 2 inches at FIGURE_DPI (tight box)
