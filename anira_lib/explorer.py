@@ -177,6 +177,9 @@ def depth_histogram(records: list[dict], answer_only: bool = True) -> pd.DataFra
                         columns=pd.Index(range(1, D + 1), name="depth"))
 
 
+ANSWER_COLOUR, SELECTED_COLOUR = "#d62728", "#e0119d"  # red underline, magenta outline: told apart at a glance
+
+
 def depth_colour(depth: int, max_depth: int) -> str:
     """Hex colour of an exit depth on the viridis scale (1: dark, D: bright)."""
     from matplotlib import colormaps
@@ -188,14 +191,15 @@ def depth_colour(depth: int, max_depth: int) -> str:
 
 def strip_html(record: dict, max_depth: int, selected: int | None = None, title: str = "") -> str:
     """The token strip as HTML: one box per token coloured by exit depth, its depth below it, answer
-    tokens underlined in red, the selected token outlined. The outer div carries the example's id
-    (data-knob, data-example, data-selected) so a browser test can read what it shows."""
+    tokens underlined in red, the selected token outlined in magenta, and the colour key below
+    (`strip_legend_html`). The outer div carries the example's id (data-knob, data-example,
+    data-selected) so a browser test can read what it shows."""
     boxes = []
     for row in token_strip(record).itertuples():
         colour = depth_colour(row.depth, max_depth)
         text = "#000" if row.depth > max_depth / 2 else "#fff"
-        border = "2px solid #e8112d" if row.position == selected else "2px solid transparent"
-        under = "border-bottom:3px solid #d62728;" if row.answer else ""
+        border = f"2px solid {SELECTED_COLOUR}" if row.position == selected else "2px solid transparent"
+        under = f"border-bottom:3px solid {ANSWER_COLOUR};" if row.answer else ""
         boxes.append(
             f'<span class="anira-token" title="position {row.position}: depth {row.depth}, '
             f'E[d] {row.expected_depth:.2f}" style="display:inline-block;text-align:center;margin:1px;'
@@ -203,7 +207,25 @@ def strip_html(record: dict, max_depth: int, selected: int | None = None, title:
             f'{html.escape(str(row.symbol))}<br><small>{row.depth}</small></span>')
     head = f'<div class="anira-strip-title"><b>{html.escape(title)}</b></div>' if title else ""
     return (f'<div class="anira-strip" data-knob="{html.escape(str(record["knob"]))}" '
-            f'data-example="{record["example"]}" data-selected="{selected}">{head}{"".join(boxes)}</div>')
+            f'data-example="{record["example"]}" data-selected="{selected}">{head}{"".join(boxes)}'
+            f'{strip_legend_html(max_depth)}</div>')
+
+
+def strip_legend_html(max_depth: int) -> str:
+    """The strip's colour key: one swatch per exit depth 1..D, and what the underline and outline mean."""
+    swatches = "".join(
+        f'<span style="display:inline-block;width:18px;text-align:center;background:{depth_colour(d, max_depth)};'
+        f'color:{"#000" if d > max_depth / 2 else "#fff"}">{d}</span>' for d in range(1, max_depth + 1))
+    return (f'<div class="anira-strip-legend" style="font-size:11px;color:#555;margin-top:2px">exit depth '
+            f'{swatches} · <span style="border-bottom:3px solid {ANSWER_COLOUR}">answer token</span> · '
+            f'<span style="outline:2px solid {SELECTED_COLOUR}">selected token</span></div>')
+
+
+def knob_label(task: str) -> str:
+    """What a dump's knob is called on axes ('number of operators ℓ' for MANO): the task's own label."""
+    from .tasks import TASKS
+
+    return TASKS[task].knob_label if task in TASKS else "knob"
 
 
 def vocabulary(records: list[dict]) -> dict[int, str]:

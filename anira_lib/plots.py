@@ -158,23 +158,24 @@ def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: 
     return finish_figure(fig, path)
 
 
-def draw_depth_histogram(ax, hist, title: str = ""):
+def draw_depth_histogram(ax, hist, title: str = "", knob_label: str = "knob"):
     """One variant's per-knob depth histogram (a frame from `explorer.depth_histogram`: knobs ×
-    depths, shares) as a heat map on `ax`."""
+    depths, shares) as a heat map on `ax`; returns the image (for a colour bar)."""
     D = hist.shape[1]
     image = ax.imshow(hist.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                       extent=(0.5, D + 0.5, len(hist) - 0.5, -0.5))
-    ax.set(xlabel="answer-token exit depth", ylabel="knob", title=title, xticks=range(1, D + 1),
+    ax.set(xlabel="answer-token exit depth", ylabel=knob_label, title=title, xticks=range(1, D + 1),
            yticks=range(len(hist)))
     ax.set_yticklabels(list(hist.index), fontsize=7)
     return image
 
 
-def plot_depth_histograms(histograms: dict, path: str | Path | None = None, title: str = ""):
+def plot_depth_histograms(histograms: dict, path: str | Path | None = None, title: str = "",
+                          knob_label: str = "knob"):
     """`draw_depth_histogram` for each variant side by side, with a shared colour bar."""
     fig, axes = plt.subplots(1, len(histograms), figsize=(3.6 * len(histograms), 2.8), squeeze=False)
     for ax, (name, hist) in zip(axes[0], histograms.items()):
-        image = draw_depth_histogram(ax, hist, name)
+        image = draw_depth_histogram(ax, hist, name, knob_label)
     fig.colorbar(image, ax=list(axes[0]), label="share of answer tokens")
     if title:
         fig.suptitle(title)

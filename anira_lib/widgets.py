@@ -81,11 +81,13 @@ def explore(source, max_variants: int = 2):
     first = data[names[0]]
     D = ex.max_depth_of(first)
     knobs = ex.knob_values(first)
+    knob_label = ex.knob_label(first[0]["task"])
     histograms = {name: ex.depth_histogram(recs) for name, recs in data.items()}
 
     variants = w.SelectMultiple(options=names, value=tuple(names[:max_variants]), description="variants",
                                 rows=min(len(names), 4))
-    knob = w.Dropdown(options=[(str(k), i) for i, k in enumerate(knobs)], value=0, description="knob")
+    knob = w.Dropdown(options=[(str(k), i) for i, k in enumerate(knobs)], value=0, description="knob",
+                      tooltip=knob_label)
     answers = w.ToggleButtons(options=list(ANSWER_FILTERS), value="all", description="answers")
     example = w.IntSlider(value=0, min=0, max=0, description="example", continuous_update=False)
     token = w.IntSlider(value=0, min=0, max=0, description="token", continuous_update=False)
@@ -138,9 +140,12 @@ def explore(source, max_variants: int = 2):
             axes[0].set(xlabel="depth d", ylabel="q(d)", title=f"token {position} '{rec['symbols'][position]}'",
                         xticks=range(1, D + 1), ylim=(0, 1))
             axes[0].legend(fontsize=7)
+            image = None
             for ax, name in zip(axes[1:], q):
-                draw_depth_histogram(ax, histograms[name], name)
+                image = draw_depth_histogram(ax, histograms[name], name, knob_label)
             fig.tight_layout()
+            if image is not None:
+                fig.colorbar(image, ax=list(axes[1:]), label="share of answer tokens")
             display(fig)
             plt.close(fig)
         box.state.update(index=example.value, example=rec["example"], knob=rec["knob"], position=position,

@@ -41,7 +41,7 @@ from pathlib import Path
 from IPython.display import display
 
 from anira_lib.experiments import compare_deciders
-from anira_lib.explorer import depth_histogram, find_runs, load_allocations
+from anira_lib.explorer import depth_histogram, find_runs, knob_label, load_allocations
 from anira_lib.plots import plot_depth_histograms
 from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.widgets import explore
@@ -73,7 +73,9 @@ display(view)
 # %%
 histograms = {name: depth_histogram(recs) for name, recs in data.items()}
 figure_path = figure_folder(figure_dir, out_dir) / "explorer_depth_histograms.png"
-plot_depth_histograms(histograms, figure_path, title=f"{source.name}: answer-token exit depth per knob")
+task_name = next(iter(data.values()))[0]["task"]
+plot_depth_histograms(histograms, figure_path, title=f"{source.name}: answer-token exit depth per knob",
+                      knob_label=knob_label(task_name))
 for name, hist in histograms.items():
     print(name)
     print(hist.round(2).to_string())

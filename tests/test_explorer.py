@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from anira_lib import explorer as ex
@@ -84,8 +85,12 @@ def test_strip_html_marks_depths_answers_and_the_selected_token(dumps):
     assert page.count('class="anira-token"') == len(rec["tokens"])
     assert f'data-example="{rec["example"]}"' in page and 'data-selected="2"' in page
     assert "E &lt;1&gt;" in page  # escaped
-    assert page.count("border-bottom:3px") == len(rec["answer_positions"])
+    assert page.count(f"border-bottom:3px solid {ex.ANSWER_COLOUR};") == len(rec["answer_positions"])
+    assert page.count(f"outline:2px solid {ex.SELECTED_COLOUR};") == 1 and ex.SELECTED_COLOUR != ex.ANSWER_COLOUR
     assert ex.depth_colour(1, D) == "#440154" and ex.depth_colour(D, D) == "#fde724"  # viridis ends
+    legend = page.split('class="anira-strip-legend"', 1)[1]  # the colour key: a swatch per depth 1..D
+    assert [ex.depth_colour(d, D) in legend for d in range(1, D + 1)] == [True] * D
+    assert "answer token" in legend and "selected token" in legend
 
 
 def _write(path, records):
@@ -190,3 +195,16 @@ def test_load_allocations_keeps_the_variants_asked_for(dumps):
     assert set(ex.load_allocations(dumps["mano"], variants=("ANIRA-O",))) == {"ANIRA-O"}
     with pytest.raises(ex.DumpError, match=r"has no dump of \['fixed-D'\]"):
         ex.load_allocations(dumps["mano"], variants=("ANIRA-E", "fixed-D"))
+
+
+def test_the_heat_map_names_the_knob_as_the_task_does():
+    assert ex.knob_label("mano") == "number of operators ℓ" and ex.knob_label("depo") == "hops k"
+    assert ex.knob_label("brevo") == "number of nodes n" and ex.knob_label("someone_elses_task") == "knob"
+    import matplotlib.pyplot as plt
+
+    from anira_lib.plots import draw_depth_histogram
+
+    fig, ax = plt.subplots()
+    draw_depth_histogram(ax, pd.DataFrame([[0.5, 0.5]], index=pd.Index(["1"], name="knob")), "E", ex.knob_label("mano"))
+    assert ax.get_ylabel() == "number of operators ℓ"
+    plt.close(fig)

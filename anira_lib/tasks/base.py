@@ -41,13 +41,14 @@ class TaskSampler:
 
     and may override the defaults below: `bos_id` / `eos_id` (they become the model config's, so
     `generate()` stops at the end of an example), `max_len` (longest sequence, None: unbounded),
-    `max_knob` (largest knob value the sampler accepts, None: no limit), `train_knobs`,
+    `max_knob` (largest knob value the sampler accepts, None: no limit), `knob_label`, `train_knobs`,
     `data_state(rank)` (position in a data stream to checkpoint, None for generated data) and
     `save_pretrained(folder)` (files the model folder needs beside the weights, e.g. a tokenizer).
     Callers use these members directly: nothing probes with getattr/hasattr."""
 
     bos_id: int | None = None
     eos_id: int | None = None
+    knob_label: str = "knob"  # what the knob is called on axes and in tables
     max_len: int | None = None
     max_knob: int | None = None
 

@@ -34,6 +34,7 @@ class BrevoTask(TaskSampler):
     seed: int = 0
 
     name = "brevo"
+    knob_label = "number of nodes n"
 
     def __post_init__(self):
         if self.max_nodes < 3:

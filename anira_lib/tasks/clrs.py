@@ -160,6 +160,7 @@ class ClrsTask(TaskSampler):
     seed: int = 0
 
     name = "clrs"
+    knob_label = "(algorithm, input size n)"
 
     def __post_init__(self):
         algos = tuple(self.algorithms) or tuple(clrs_text.algorithms())

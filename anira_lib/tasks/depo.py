@@ -32,6 +32,7 @@ class DepoTask(TaskSampler):
     min_nodes: int = 3
 
     name = "depo"
+    knob_label = "hops k"
 
     def __post_init__(self):
         if self.max_nodes < 3:

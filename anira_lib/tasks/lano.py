@@ -27,6 +27,7 @@ class LanoTask(TaskSampler):
     seed: int = 0
 
     name = "lano"
+    knob_label = "window"
 
     def __post_init__(self):
         if self.window < 2:

@@ -46,6 +46,7 @@ class ManoTask(TaskSampler):
     seed: int = 0
 
     name = "mano"
+    knob_label = "number of operators ℓ"
 
     def __post_init__(self):
         if not 1 <= self.max_ops <= MAX_ELL:
