@@ -8,6 +8,7 @@ Every write passes two fault points (`faults.py`): before and after its rename.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -35,6 +36,40 @@ def tmp_beside(path: Path, suffix: str = ".tmp") -> Path:
     return Path(tmp)
 
 
+# What torch's zip writer says when a write comes up short (a full disk): nothing in it says "space".
+_SHORT_WRITE = ("unexpected pos", "PytorchStreamWriter failed writing", "file write failed",
+                "No space left on device")  # the last: safetensors' I/O error, not an OSError
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn a failed write of `path` into one OSError naming the file, the cause and the fix: a full disk
+    (also torch's bare 'unexpected pos' from its zip writer), a read-only file system, no permission."""
+    try:
+        yield
+    except OSError as err:
+        raise _named(err.errno, path, err) from None
+    except Exception as err:  # torch's RuntimeError, safetensors' SafetensorError
+        if any(s in str(err) for s in _SHORT_WRITE):
+            raise _named(errno.ENOSPC, path, err) from None
+        raise
+
+
+def _named(code, path: Path, err) -> OSError:
+    folder = path.parent if path.parent.exists() else Path.cwd()
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        free = shutil.disk_usage(folder).free / 2**20
+        why = (f"no space left to write {path} ({free:.0f} MiB free there): free some space or point out_dir at "
+               "another disk; the run's last checkpoint is intact, so --resume continues from it")
+    elif code == errno.EROFS:
+        why = f"{path} is on a read-only file system: choose an out_dir you can write to"
+    elif code in (errno.EACCES, errno.EPERM):
+        why = f"no permission to write {path}: choose an out_dir you own, or fix the folder's permissions"
+    else:
+        return err if isinstance(err, OSError) else OSError(code, f"writing {path} failed: {err}")
+    return OSError(code, why)
+
+
 def _commit(tmp: Path, path: Path) -> None:
     fault_point(f"written {path.name}")
     os.replace(tmp, path)
@@ -45,8 +80,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     tmp = tmp_beside(path)
     try:
-        tmp.write_text(text)
-        _commit(tmp, path)
+        with writing(path):
+            tmp.write_text(text)
+            _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -63,8 +99,9 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = tmp_beside(path)
     try:
-        torch.save(obj, tmp)
-        _commit(tmp, path)
+        with writing(path):
+            torch.save(obj, tmp)
+            _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -76,9 +113,10 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
     path = Path(path)
     tmp = tmp_beside(path)
     try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        _commit(tmp, path)
+        with writing(path):
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+            _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -105,16 +143,17 @@ def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None, state_d
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        with quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log
-            model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))  # it edits the dict
-        if extra is not None:
-            extra(tmp)
-        old = folder.with_name(f".{folder.name}.old.tmp")
-        if folder.exists():
+        with writing(folder):
+            with quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log
+                model.save_pretrained(tmp, state_dict=None if state_dict is None else dict(state_dict))  # edits it
+            if extra is not None:
+                extra(tmp)
+            old = folder.with_name(f".{folder.name}.old.tmp")
+            if folder.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(folder, old)
+            _commit(tmp, folder)
             shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-        _commit(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
