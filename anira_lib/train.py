@@ -86,8 +86,13 @@ def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"init_from={cfg.init_from!r} is not a saved model (no config.json); pass the "
                                     "folder save_pretrained / convert_llama wrote.")
-        with quiet_transformers_bars():
-            model = AniraForCausalLM.from_pretrained(path)
+        try:
+            with quiet_transformers_bars():
+                model = AniraForCausalLM.from_pretrained(path)
+        except Exception as err:  # truncated safetensors ("invalid header length"), a broken config.json
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise ValueError(f"init_from={cfg.init_from!r} cannot be loaded as a model ({reason}); the folder is "
+                             "damaged or incomplete: write it again (convert_llama or save_pretrained).") from err
         if model.config.vocab_size < task.vocab_size:
             raise ValueError(f"init_from's vocabulary ({model.config.vocab_size}) is smaller than the task's "
                              f"tokenizer ({task.vocab_size}); train with the model's own tokenizer.")

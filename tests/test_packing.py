@@ -170,6 +170,10 @@ def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
         train(TrainConfig.from_dict({**base, "decider": "early", "steps": 1, "out_dir": str(tmp_path / "wrong")}))
     with pytest.raises(FileNotFoundError, match="is not a saved model"):
         train(TrainConfig.from_dict({**base, "init_from": str(tmp_path), "steps": 1, "out_dir": str(tmp_path / "none")}))
+    weights = tmp_path / "anira" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:7])  # a copy cut short
+    with pytest.raises(ValueError, match=r"init_from=.* cannot be loaded as a model \(.*\); the folder is damaged"):
+        train(TrainConfig.from_dict({**base, "steps": 1, "out_dir": str(tmp_path / "cut")}))
     assert (tmp_path / "full" / "model" / "tokenizer.json").is_file()  # the tokenizer beside the model
     batch = full.task.train_batch(0, 4)
     assert batch["input_ids"].shape == (4, 16) and (batch["position_ids"] == 0).sum() >= 4
