@@ -16,6 +16,7 @@ so a corpus larger than memory is read from disk, never loaded whole.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -69,12 +70,54 @@ def data_files(paths) -> list[str]:
     return out
 
 
+CHECKED_LINES = 1000  # lines of each JSON-lines file parsed up front
+
+
+def check_files(files: list[str]) -> None:
+    """Refuse, before any tokenising, a data file that is empty or (JSON lines) whose first CHECKED_LINES
+    lines are not JSON objects, naming the file and line: `datasets` would raise a bare StopIteration or a
+    long trace. (A bad line further into a large corpus is left to `datasets`, whose error is wrapped.)"""
+    for name in files:
+        path = Path(name)
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty: no documents to pack; remove it or fill it.")
+        if path.suffix != ".jsonl":
+            continue
+        rows = 0
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                rows += 1
+                if rows > CHECKED_LINES:
+                    break
+                try:
+                    row = json.loads(line)
+                except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                    raise ValueError(f"{path}:{number}: not a JSON line ({err}); each line must be one JSON object "
+                                     "such as {\"text\": \"...\"}.") from None
+                if not isinstance(row, dict):
+                    kind = {type(None): "null", list: "array", str: "string", bool: "boolean"}.get(type(row), "number")
+                    raise ValueError(f"{path}:{number}: a JSON {kind}, not an object; each line must "
+                                     "be one JSON object such as {\"text\": \"...\"}.")
+        if rows == 0:
+            raise ValueError(f"{path} holds only blank lines: no documents to pack; remove it or fill it.")
+
+
 def _documents(files: list[str], text_field: str, streaming: bool, cache_dir=None):
     """The raw documents of local files through `datasets` (a Dataset, or an IterableDataset read lazily)."""
     import datasets
 
-    raw = datasets.load_dataset(_format(files), data_files=files, split="train", streaming=streaming,
-                                cache_dir=None if cache_dir is None else str(cache_dir))
+    check_files(files)
+    try:
+        raw = datasets.load_dataset(_format(files), data_files=files, split="train", streaming=streaming,
+                                    cache_dir=None if cache_dir is None else str(cache_dir))
+    except ValueError:
+        raise
+    except Exception as err:  # datasets' own reader errors: long, and about its internals
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"datasets could not read {files} ({reason}); check that each file is valid "
+                         f"{_format(files)}.") from err
     columns = raw.column_names if raw.column_names is not None else list(next(iter(raw), {}))  # JSON streams: from the first record
     if text_field not in columns:
         raise ValueError(f"{files[0]} has no field {text_field!r} (fields: {columns}); pass "

@@ -232,3 +232,28 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path, streaming
 
         with pytest.raises(SystemExit, match="written by 2 processes, each streaming its own share.*resume it with 2"):
             main([*args, "steps=8", "--resume"])
+
+
+@pytest.mark.parametrize("content, words", [
+    ("", "is empty: no documents to pack"),
+    ("\n\n", "holds only blank lines"),
+    ('{"text": "a b"}\n{"text": "c d"\n', "data.jsonl:2: not a JSON line"),
+    ('{"text": "a b"}\n42\n', "data.jsonl:2: a JSON number, not an object"),
+    ('null\n', "data.jsonl:1: a JSON null, not an object"),
+])
+def test_bad_json_lines_are_refused_naming_the_file_and_line(tmp_path, content, words):
+    from anira_lib.packing import check_files
+
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError) as err:
+        check_files([str(path)])
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_good_json_lines_pass_the_check(tmp_path):
+    from anira_lib.packing import check_files
+
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "a b"}\n\n{"text": "c"}\n')
+    check_files([str(path)])
