@@ -60,7 +60,8 @@ def _named(code, path: Path, err) -> OSError:
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         free = shutil.disk_usage(folder).free / 2**20
         why = (f"no space left to write {path} ({free:.0f} MiB free there): free some space or point out_dir at "
-               "another disk; the run's last checkpoint is intact, so --resume continues from it")
+               "another disk (what was written before stays intact; a training run continues from its last "
+               "checkpoint with --resume)")
     elif code == errno.EROFS:
         why = f"{path} is on a read-only file system: choose an out_dir you can write to"
     elif code in (errno.EACCES, errno.EPERM):
@@ -78,13 +79,13 @@ def _commit(tmp: Path, path: Path) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
-    tmp = tmp_beside(path)
-    try:
-        with writing(path):
+    with writing(path):
+        tmp = tmp_beside(path)
+        try:
             tmp.write_text(text)
             _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -97,13 +98,13 @@ def atomic_write_jsonl(path: str | os.PathLike, rows) -> None:
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     path = Path(path)
-    tmp = tmp_beside(path)
-    try:
-        with writing(path):
+    with writing(path):
+        tmp = tmp_beside(path)
+        try:
             torch.save(obj, tmp)
             _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
@@ -111,14 +112,14 @@ def atomic_write_npz(path: str | os.PathLike, arrays: dict) -> None:
     import numpy as np
 
     path = Path(path)
-    tmp = tmp_beside(path)
-    try:
-        with writing(path):
+    with writing(path):
+        tmp = tmp_beside(path)
+        try:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
             _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -139,9 +140,10 @@ def atomic_save_pretrained(model, folder: str | os.PathLike, extra=None, state_d
     swap it into place. state_dict: the weights to write, when not the model's own (a sharded model's
     gathered full state)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    with writing(folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
     try:
         with writing(folder):
             with quiet_transformers_bars():  # a one-shard bar per checkpoint is noise in a training log

@@ -46,3 +46,9 @@ def test_other_errors_pass_through_unchanged(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", fails_with(OSError(errno.EIO, "I/O error")))
     with pytest.raises(OSError, match="I/O error"):
         files.atomic_torch_save({}, tmp_path / "x.pt")
+
+
+def test_a_read_only_folder_is_named_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(files.tempfile, "mkstemp", fails_with(OSError(errno.EROFS, "Read-only file system")))
+    with pytest.raises(OSError, match="read-only file system: choose an out_dir"):
+        files.atomic_write_text(tmp_path / "train_config.yaml", "steps: 1\n")
