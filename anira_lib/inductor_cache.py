@@ -5,7 +5,7 @@ A process killed while inductor writes a compiled kernel library can leave a tru
 Inductor finds the file, skips compiling, and fails to load it, so every later compile of that graph
 on the machine fails with `ImportError: ... file too short` (pytorch issue 102539). `damaged_entries`
 reads such an error, `remove_entries` deletes each damaged library, and inductor compiles it again
-from its source on the next call.
+from its source on the next call; `run_recovering` does all three around a first compiled call.
 """
 
 from __future__ import annotations
@@ -79,3 +79,21 @@ def remove_entries(libraries: list[Path]) -> list[Path]:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def run_recovering(call, reset=None, attempts: int = 5, say=print):
+    """`call()`, and when it fails on damaged libraries of inductor's cache: remove them (and any other
+    empty library), `reset()` (e.g. `torch._dynamo.reset`), say so in one line, and call again, at
+    most `attempts` times in all. Any other error goes up unchanged. Returns what `call` returns."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as err:
+            damaged = damaged_entries(err)
+            if not damaged or attempt == attempts - 1:
+                raise
+            removed = remove_entries(sorted(set(damaged + empty_libraries())))
+            say(f"anira: inductor's cache held damaged compiled libraries ({damaged[0]} and {len(removed) - 1} more "
+                "files, likely left by a killed compile); removed them, compiling again")
+            if reset is not None:
+                reset()

@@ -2,7 +2,7 @@
 
 Notebooks name their runs relative to the repository root (`runs/01_mano`). The terminal runner
 (`python -m anira_lib.notebooks run`) starts kernels there, but JupyterLab starts each kernel in the
-notebook's own folder, where `runs/01_mano` would mean `notebooks/runs/01_mano`: a notebook would
+notebook's own folder, where `runs/01_mano` would resolve inside that folder: a notebook would
 miss the runs the others left and train its own. `work_from_project_root()` makes both the same.
 
 Figures: a notebook run writes its figures beside its runs (`<out_dir>/figures/`), so running a

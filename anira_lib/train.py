@@ -273,21 +273,14 @@ def _compile_on(step_model, model, batch, device, dtype):
     (gradients dropped, RNG states put back): a run resumed at step k compiles on the same sizes
     as the run that started at step 0."""
     rng = _rng_state()
-    for attempt in range(COMPILE_ATTEMPTS):
-        try:
-            _forward_backward(step_model, batch, device, dtype)
-            break
-        except Exception as err:  # a damaged entry in inductor's on-disk cache: remove it, compile again
-            damaged = inductor_cache.damaged_entries(err)
-            if not damaged or attempt == COMPILE_ATTEMPTS - 1:
-                raise
-            removed = inductor_cache.remove_entries(sorted(set(damaged + inductor_cache.empty_libraries())))
-            print(f"anira: inductor's cache held damaged compiled libraries ({damaged[0]} and "
-                  f"{len(removed) - 1} more files, likely left by a killed compile); removed them, compiling again",
-                  flush=True)
-            torch._dynamo.reset()
-            model.zero_grad(set_to_none=True)
-            _set_rng_state(rng)
+
+    def attempt():  # each try starts from the same state: no gradients, the same random draws
+        model.zero_grad(set_to_none=True)
+        _set_rng_state(rng)
+        _forward_backward(step_model, batch, device, dtype)
+
+    inductor_cache.run_recovering(attempt, reset=torch._dynamo.reset, attempts=COMPILE_ATTEMPTS,
+                                  say=lambda line: print(line, flush=True))
     model.zero_grad(set_to_none=True)
     _set_rng_state(rng)
 
