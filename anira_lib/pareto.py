@@ -111,6 +111,19 @@ def pareto_over_seeds(frame: pd.DataFrame, by=("task",)) -> pd.DataFrame:
     return seed_spread(frame, keys, values=values)
 
 
+def spaced_labels(sweep: pd.DataFrame, gap: float = 0.05) -> list:
+    """The rows of a τ sweep to label so that no two labels overlap: a point closer than `gap` of the
+    axis ranges (in both d̄ and accuracy) to the last labelled one is skipped."""
+    x, y = sweep["mean_depth"].to_numpy(float), 100 * sweep["accuracy"].to_numpy(float)
+    dx, dy = max(x.max() - x.min(), 1e-9) if len(x) else 1.0, max(y.max() - y.min(), 1e-9) if len(y) else 1.0
+    kept, last = [], None
+    for (_, r), xi, yi in zip(sweep.iterrows(), x, y):
+        if last is None or abs(xi - last[0]) > gap * dx or abs(yi - last[1]) > gap * dy:
+            kept.append(r)
+            last = (xi, yi)
+    return kept
+
+
 def plot_pareto(frame: pd.DataFrame, path=None, title: str = ""):
     """Fig. 10 style: accuracy against d̄, the τ sweep as a line, the three rules as labelled markers.
     A frame of several seeds (a `seed` column) is drawn as the mean over seeds with min–max error bars."""
@@ -130,7 +143,7 @@ def plot_pareto(frame: pd.DataFrame, path=None, title: str = ""):
                     xerr=[frame["mean_depth"] - frame["mean_depth_min"], frame["mean_depth_max"] - frame["mean_depth"]],
                     yerr=[100 * (frame["accuracy"] - frame["accuracy_min"]),
                           100 * (frame["accuracy_max"] - frame["accuracy"])])
-    for _, r in sweep.iterrows():
+    for r in spaced_labels(sweep):  # τ values whose points sit on top of a labelled one stay unlabelled
         ax.annotate(f"{r['tau']:g}", (r["mean_depth"], 100 * r["accuracy"]), fontsize=6, xytext=(3, -8),
                     textcoords="offset points")
     for (_, r), marker in zip(frame[frame["rule"] != "threshold"].iterrows(), "D^v"):

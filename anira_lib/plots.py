@@ -125,7 +125,9 @@ def plot_task_size_grid(results: dict[str, list[dict]], tasks: list[str], path: 
     training size); algorithms of one task are pooled (weighted by n). Training sizes are marked."""
     import numpy as np
 
-    fig, axes = plt.subplots(2, len(tasks), figsize=(2.6 * len(tasks) + 0.6, 4.6), squeeze=False, sharex="col")
+    # one y-range per row: panels of different ranges make a flat line in one look like a trend beside another
+    fig, axes = plt.subplots(2, len(tasks), figsize=(2.6 * len(tasks) + 0.6, 4.6), squeeze=False, sharex="col",
+                             sharey="row")
     for col, task in enumerate(tasks):
         ax_acc, ax_d = axes[0, col], axes[1, col]
         train_sizes = set()
@@ -216,6 +218,27 @@ def plot_delta_r2(comparison, path: str | Path | None = None, title: str = ""):
         ax.set_xticks(list(x))
         ax.set_xticklabels(rows["feature"], rotation=45, ha="right", fontsize=7)
         ax.set(ylabel="ΔR² (%)", title=variant)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return finish_figure(fig, path)
+
+
+def plot_savings(rows: list[dict], path: str | Path | None = None, title: str = ""):
+    """Inference savings against d̄ (rows from `savings.decode_savings`), one measure per panel: decode
+    speed-up over full depth beside the layer-count bound (left), KV bytes held as a share of a
+    fixed-depth cache beside the accounting (right)."""
+    sweep = [r for r in rows if r["tau"] is not None]
+    depth = [r["mean_depth"] for r in sweep]
+    fig, (ax_s, ax_m) = plt.subplots(1, 2, figsize=(8, 3.2))
+    ax_s.plot(depth, [r["speedup"] for r in sweep], "o-", label="measured")
+    ax_s.plot(depth, [r["bound"] for r in sweep], "k:", label="layer-count bound")
+    ax_s.set(xlabel="d̄ (decoded tokens)", ylabel="decode speed-up vs full depth (×)")
+    ax_m.plot(depth, [r["kv_held_over_fixed"] for r in sweep], "s-", label="held")
+    ax_m.plot(depth, [r["kv_accounting"] for r in sweep], "k:", label="accounting")
+    ax_m.set(xlabel="d̄ (decoded tokens)", ylabel="KV bytes / fixed-depth cache", ylim=(0, 1.05))
+    for ax in (ax_s, ax_m):
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)

@@ -43,13 +43,12 @@ figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the commit
 # %%
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from IPython.display import display
 from transformers import AutoModelForCausalLM
 
 import anira_lib  # noqa: F401  (registers the model with the Auto classes)
 from anira_lib.files import atomic_write_json
-from anira_lib.plots import save_figure
+from anira_lib.plots import plot_savings
 from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.savings import decode_savings, random_adaptive_model
 from anira_lib.widgets import savings_view
@@ -79,14 +78,5 @@ for r in rows:
 # %%
 view = savings_view(rows)
 display(view)
-figure_folder(figure_dir, out_dir).mkdir(parents=True, exist_ok=True)
-fig, ax = plt.subplots(figsize=(4.5, 3.2))
-sweep = [r for r in rows if r["tau"] is not None]
-ax.plot([r["mean_depth"] for r in sweep], [r["speedup"] for r in sweep], "o-", label="decode speedup (measured)")
-ax.plot([r["mean_depth"] for r in sweep], [r["bound"] for r in sweep], "k:", label="layer-count bound")
-ax.plot([r["mean_depth"] for r in sweep], [1 / r["kv_held_over_fixed"] for r in sweep], "s--", label="KV memory saving")
-ax.set(xlabel="d̄ (decoded tokens)", ylabel="× vs full depth")
-ax.legend(fontsize=7)
-ax.grid(alpha=0.3)
-save_figure(fig, figure_folder(figure_dir, out_dir) / "inference_savings.png")
+plot_savings(rows, figure_folder(figure_dir, out_dir) / "inference_savings.png")
 print("figure:", figure_folder(figure_dir, out_dir) / "inference_savings.png")

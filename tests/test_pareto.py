@@ -55,3 +55,13 @@ def test_sweep_refuses_what_it_cannot_do(online_run):
     with pytest.raises(ValueError, match=r"halt_threshold \(τ\) must be a number in \(0, 1\], got 0"):
         settings(taus=[0.5, 0])
     assert len(settings()) == 3 + 11  # three rules and ≥ 9 thresholds by default
+
+
+def test_tau_labels_skip_points_that_sit_on_a_labelled_one():
+    import pandas as pd
+
+    from anira_lib.pareto import spaced_labels
+
+    sweep = pd.DataFrame({"tau": [0.1, 0.2, 0.3, 0.9], "mean_depth": [1.0, 1.001, 2.0, 3.0],
+                          "accuracy": [0.50, 0.501, 0.60, 0.70]})
+    assert [r["tau"] for r in spaced_labels(sweep)] == [0.1, 0.3, 0.9]  # 0.2 would print over 0.1

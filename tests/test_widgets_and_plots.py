@@ -53,3 +53,15 @@ def test_a_png_figure_comes_with_a_vector_pdf_and_nothing_half_written(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
     assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
     assert mpimg.imread(tmp_path / "f.png").shape[1] >= 2 * FIGURE_DPI * 0.8  # 2 inches at FIGURE_DPI (tight box)
+
+
+def test_the_savings_figure_puts_speed_and_memory_on_their_own_axes(tmp_path):
+    from anira_lib.plots import plot_savings
+
+    rows = [{"tau": None, "mean_depth": 4.0, "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": 1.0, "kv_accounting": 1.0}]
+    rows += [{"tau": t, "mean_depth": 1 + 3 * t, "speedup": 2 - t, "bound": 2.2 - t, "kv_held_over_fixed": 0.4 + t / 2,
+              "kv_accounting": 0.4 + t / 2} for t in (0.1, 0.5, 0.9)]
+    fig = plot_savings(rows, tmp_path / "s.png")
+    speed, memory = fig.axes
+    assert "speed-up" in speed.get_ylabel() and "KV bytes" in memory.get_ylabel()
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2] and (tmp_path / "s.png").is_file()
