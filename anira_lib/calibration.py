@@ -87,7 +87,7 @@ def screen(name: str, spec: dict, seeds=(0, 1, 2), out_root: str | Path = "runs/
     frame = comparison.frame.copy()
     seconds = {(seed, variant): run.metrics[-1]["elapsed_s"] if run.metrics else float("nan")
                for seed, runs in comparison.runs_by_seed.items() for variant, run in runs.items()}
-    frame["train_s"] = [round(seconds[(s, v)], 1) for s, v in zip(frame["seed"], frame["variant"])]
+    frame["train_s"] = [round(seconds[(s, v)], 3) for s, v in zip(frame["seed"], frame["variant"])]  # a tiny run: 0.04 s
     frame["steps"] = settings.get("steps")
     front = {"candidate": name, "task": spec["task"], "settings": json.dumps(spec["settings"], sort_keys=True),
              "machine": machine(), "commit": commit(), "date": datetime.date.today().isoformat()}

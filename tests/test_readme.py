@@ -49,7 +49,8 @@ def test_mano_encode_builds_the_prompt_of_an_example():
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_every_task_gives_the_model_its_own_end_token(name, tmp_path):
-    knobs = {"clrs": {"algorithms": ["minimum"]}}.get(name, {})
+    knobs = {"clrs": {"algorithms": ["minimum"], "train_samples": 50, "eval_samples": 5,
+                      "data_dir": str(tmp_path / "clrs")}}.get(name, {})  # a small split of its own, not data/
     if name == "packed_lm":  # local text and the model's tokenizer, made here
         from .test_packing import write_corpus
         from .test_retrofit import trained_tokenizer
