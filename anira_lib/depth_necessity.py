@@ -12,9 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .intervals import seed_interval
-
-SHALLOW, DEEP = "fixed-1", "fixed-D"
-DEPTH_BASELINES = {SHALLOW: {"decider": "none", "max_depth": 1}, DEEP: {"decider": "none"}}
+from .variants import DEEP, DEPTH_BASELINES, SHALLOW  # noqa: F401 (DEPTH_BASELINES: notebooks import it from here)
 MIN_GAP = 0.15  # accuracy points: the gap that counts as "depth is needed" (and must clear the seed spread)
 
 

@@ -17,6 +17,7 @@ import torch
 from scipy.stats import spearmanr
 
 from .files import atomic_write_jsonl
+from .variants import model_variant
 from .model import IGNORE_INDEX
 from .progress import progress_bar
 from .tasks import collate
@@ -31,19 +32,6 @@ READ_FORMATS = (2, 3)  # 2 (until 2026-12-07): no per-iteration fields; 1 (until
 def supports_iterations(model) -> bool:
     """Whether `model` can give the per-iteration view (output_iterations): eager or SDPA attention."""
     return getattr(model.config, "_attn_implementation", None) in ("eager", "sdpa")
-
-
-@torch.no_grad()
-def model_variant(config) -> str:
-    """The variant a model is, by its config: ANIRA-E, ANIRA-O, non-recurrent, fixed-1 (one iteration)
-    or fixed-D (every token runs its D iterations). The name dumps and frames use."""
-    if config.decider == "early":
-        return "ANIRA-E"
-    if config.decider == "online":
-        return "ANIRA-O"
-    if not config.recurrent:
-        return "non-recurrent"
-    return "fixed-1" if config.max_depth == 1 else "fixed-D"
 
 
 def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, halt_threshold=None,

@@ -17,22 +17,11 @@ from .files import atomic_write_json, atomic_write_npz
 from .plots import plot_knob_curves
 from .results import rows_frame, seed_spread, write_frame
 from .run_config import TrainConfig
-from .train import TrainResult, train_parallel
+from .parallel_training import train_parallel
+from .train import TrainResult
+from .variants import BASELINES, VARIANTS, variant_dir, variant_overrides
 
-VARIANTS = {"ANIRA-E": "early", "ANIRA-O": "online"}
-# Fig. 9's baselines as variants: TrainConfig overrides of the same settings (non-recurrent: P + D + C untied layers)
-BASELINES = {"fixed-depth": {"decider": "none"}, "non-recurrent": {"decider": "none", "recurrent": False}}
 EXTRAPOLATION_VARIANTS = {**VARIANTS, **BASELINES}
-
-
-def variant_overrides(spec: str | dict) -> dict:
-    """A variant's TrainConfig overrides: a decider name ('early', 'online', 'none') or a dict."""
-    return {"decider": spec} if isinstance(spec, str) else dict(spec)
-
-
-def variant_dir(name: str, spec: str | dict) -> str:
-    """The run directory (and dump suffix) of a variant: its decider for E and O, else its name."""
-    return spec if isinstance(spec, str) else name.lower().replace(" ", "-")
 
 
 @dataclass

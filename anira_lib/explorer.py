@@ -17,11 +17,10 @@ import pandas as pd
 
 from .evaluate import DUMP_FORMAT, READ_FORMATS
 from .tasks import TASKS
+from .variants import name_from_dir
 
 FIELDS = ("dump_format", "task", "knob", "example", "tokens", "symbols", "correct", "answer_positions",
           "exit_depths", "expected_depth", "exit_probs")
-DECIDER_NAMES = {"early": "ANIRA-E", "online": "ANIRA-O", "none": "fixed-depth",
-                 "fixed-d": "fixed-D"}  # the depth baseline's run directory and dump are lower case
 
 
 class DumpError(ValueError):
@@ -78,8 +77,7 @@ def load_dump(path: str | Path) -> list[dict]:
 
 def variant_name(path: Path) -> str:
     """allocations_early.jsonl -> 'ANIRA-E'; other names keep their stem."""
-    stem = path.stem.removeprefix("allocations_")
-    return DECIDER_NAMES.get(stem, stem)
+    return name_from_dir(path.stem.removeprefix("allocations_"))
 
 
 def load_allocations(source, variants=None) -> dict[str, list[dict]]:
@@ -223,8 +221,6 @@ def strip_legend_html(max_depth: int) -> str:
 
 def knob_label(task: str) -> str:
     """What a dump's knob is called on axes ('number of operators ℓ' for MANO): the task's own label."""
-    from .tasks import TASKS
-
     return TASKS[task].knob_label if task in TASKS else "knob"
 
 

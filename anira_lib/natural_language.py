@@ -83,7 +83,7 @@ def natural_language_run(llama_dir, corpus, gsm_dir, shots, out_dir, prelude: in
     from .model import AniraForCausalLM
     from .retrofit import convert_llama, load_retrofitted
     from .run_config import TrainConfig
-    from .train import train_parallel
+    from .parallel_training import train_parallel
 
     out_dir = Path(out_dir)
     train = dict(train)
@@ -92,7 +92,7 @@ def natural_language_run(llama_dir, corpus, gsm_dir, shots, out_dir, prelude: in
     models, runs = {}, {}
     configs = []
     for name, decider in variants.items():
-        init = out_dir / variant_dir(name) / "init"
+        init = out_dir / variant_folder(name) / "init"
         if not (init / "config.json").is_file():  # converted once; a re-run reuses it
             if retrofitted:
                 load_retrofitted(llama_dir, max_depth, decider=decider).save_pretrained(init)
@@ -104,13 +104,13 @@ def natural_language_run(llama_dir, corpus, gsm_dir, shots, out_dir, prelude: in
                          "cache_dir": str(out_dir / "data_cache")}
             configs.append(TrainConfig.from_dict({"log_every": 10, "checkpoint_every": max(1, steps // 4), **train,
                                                   "task": "packed_lm", "task_args": task_args, "init_from": str(init),
-                                                  "decider": decider, "out_dir": str(out_dir / variant_dir(name) / "run")}))
+                                                  "decider": decider, "out_dir": str(out_dir / variant_folder(name) / "run")}))
         else:
             models[name] = AniraForCausalLM.from_pretrained(init)
     if configs:
         for name, result in zip(variants, train_parallel(configs, processes=processes, resume="auto")):
             models[name], runs[name] = result.model, result
-    tokenizer = AutoTokenizer.from_pretrained(out_dir / variant_dir(next(iter(variants))) / "init")
+    tokenizer = AutoTokenizer.from_pretrained(out_dir / variant_folder(next(iter(variants))) / "init")
     rows, summary = evaluate_gsm(models, tokenizer, gsm_dir, shots, splits=splits, limit=limit,
                                  max_new_tokens=max_new_tokens, batch_size=eval_batch_size, progress=progress)
     write_frame(rows, out_dir / "gsm_rows.csv")
@@ -145,7 +145,7 @@ def plot_table3(summary, path=None, title: str = "GSM-Symbolic"):
     return finish_figure(fig, path)
 
 
-def variant_dir(name: str) -> str:
+def variant_folder(name: str) -> str:
     """A variant's folder name: 'fixed-depth' -> 'fixed-depth', 'ANIRA-E' -> 'anira-e'."""
     return name.lower()
 

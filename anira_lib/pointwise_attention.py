@@ -6,7 +6,7 @@ small fraction of its speed (~20 of ~175 GFLOP/s on this project's machine), and
 fuse a matmul with the softmax around it. Written as `(q[:, :, :, None] * k[:, :, None]).sum(-1)`
 and `(p[..., None] * v[:, :, None]).sum(-2)`, the same sums become reductions inductor fuses with
 the scale, the mask and the softmax, in the forward and in the backward graph. The work per token
-grows with the row length (nothing is blocked), so `anira_lib.train.compiled_training` uses it only
+grows with the row length (nothing is blocked), so `anira_lib.training_compile.compiled_training` uses it only
 up to a short length; the masks are eager attention's (additive, from `create_causal_mask`).
 
 Registered under POINTWISE_ATTENTION with transformers' `AttentionInterface` and

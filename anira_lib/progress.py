@@ -9,7 +9,7 @@ follows `ANIRA_PROGRESS`:
            executed copy (`python -m anira_lib.notebooks run` sets this)
     off    nothing
 
-Runs trained in worker processes (`train.train_parallel`) report through a queue with `QueueBar`;
+Runs trained in worker processes (`parallel_training.train_parallel`) report through a queue with `QueueBar`;
 the parent redraws them with `relay`, one bar per run.
 """
 

@@ -6,7 +6,7 @@
 
 All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same batches of
 the preset's task (MANO unless the preset names a notebook).
-Each model is stepped these ways, as the trainer does it (`anira_lib.train`):
+Each model is stepped these ways, through the trainer's own step (`anira_lib.training_step.train_step`):
   before    eager forward/backward, AdamW's per-tensor loop (the trainer until 2026-12-02)
   eager     eager, fused AdamW (compile=false today)
   compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true): on a CPU,
@@ -28,7 +28,6 @@ import argparse
 import json
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -36,7 +35,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.pointwise_attention import POINTWISE_ATTENTION
 from anira_lib.tasks import get_task
-from anira_lib.train import attending, compile_for_training, compiled_training
+from anira_lib.training_compile import attending, compile_for_training, compiled_training
+from anira_lib.training_step import train_step
 
 _CLRS = ("minimum", "binary_search", "insertion_sort", "find_maximum_subarray_kadane")  # 05_clrs's default mix
 PRESETS = {
@@ -82,15 +82,15 @@ def build(kind, p, vocab, device):
 
 
 class Stepper:
-    """One model trained one way: `step(batch)` is the trainer's step (forward, backward, clip, AdamW;
-    returns the loss);
+    """One model trained one way: `step(batch)` is the trainer's step (`training_step.train_step`:
+    forward, backward, clipping, AdamW; bf16 autocast on a GPU);
     `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step.
     seq_len: the batches' length, which picks the compiled CPU step's attention as the trainer does
     (`compiled_training`; None counts as short), unless the way names one ("compiled:eager")."""
 
-    def __init__(self, kind, way, p, vocab, device, amp, seq_len=None):
+    def __init__(self, kind, way, p, vocab, device, seq_len=None):
         self.model = build(kind, p, vocab, device)
-        self.way, self.amp, self.device, self.seq_len = way, amp, device, seq_len
+        self.way, self.device, self.seq_len = way, device, seq_len
         self.attention = ATTENTIONS.get(way.partition(":")[2])
         fused = {"fused": True} if way != "before" and device.type in ("cpu", "cuda") else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **fused)
@@ -104,13 +104,7 @@ class Stepper:
         return compiled_training(self.model, self.device, enabled=self.way in COMPILED, seq_len=self.seq_len)
 
     def step(self, batch):
-        with self.amp:
-            loss = self.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                labels=batch["labels"]).loss
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimize()
-        return loss
+        train_step(self.forward, self.model, self.opt, batch, device=self.device, grad_clip=1.0)
 
     def optimize(self):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -156,14 +150,13 @@ def main():
     kinds = dict(MODELS[m] for m in args.models.split(","))
     task = get_task(p["task"], seed=0, **p["task_args"])
     batches = [{k: v.to(device) for k, v in task.train_batch(i, p["batch"]).items()} for i in range(args.steps)]
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     ways = [w for w in WAYS if not ((args.no_compile and w in COMPILED) or (w == "symbolic" and not args.symbolic)
                                     or (w.startswith("compiled:") and not args.compare_attention))]
 
     steppers = {}
     for name, kind in kinds.items():
         for way in ways:
-            s = steppers[name, way] = Stepper(kind, way, p, task.vocab_size, device, amp, batches[0]["input_ids"].shape[1])
+            s = steppers[name, way] = Stepper(kind, way, p, task.vocab_size, device, batches[0]["input_ids"].shape[1])
             t0 = time.perf_counter()
             with s.state():
                 for b in batches[:2]:  # warm-up (and compilation)

@@ -57,7 +57,7 @@ def test_correct_only_dump_and_token_frame(tmp_path):
 
 
 def test_every_dump_record_names_its_variant(tmp_path):
-    from anira_lib.evaluate import model_variant
+    from anira_lib.variants import model_variant
     from anira_lib.explorer import load_allocations
     from anira_lib.tasks import ManoTask
 

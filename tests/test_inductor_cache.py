@@ -77,7 +77,7 @@ def test_run_recovering_lets_other_errors_through_and_gives_up_after_its_attempt
 def test_the_training_compile_goes_through_the_recovery(tmp_path, monkeypatch, capsys):
     import torch
 
-    from anira_lib import train
+    from anira_lib.training_compile import compile_on_first_batch
 
     monkeypatch.setattr(inductor_cache, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(torch._dynamo, "reset", lambda: None)
@@ -93,7 +93,7 @@ def test_the_training_compile_goes_through_the_recovery(tmp_path, monkeypatch, c
 
     batch = {"input_ids": torch.ones(1, 3, dtype=torch.long), "labels": torch.ones(1, 3, dtype=torch.long),
              "attention_mask": torch.ones(1, 3, dtype=torch.long)}
-    train._compile_on(step_model, model, batch, torch.device("cpu"), "float32")
+    compile_on_first_batch(step_model, model, batch, torch.device("cpu"), "float32")
     assert len(calls) == 2 and not damaged.exists() and model.weight.grad is None
     assert "inductor's cache held damaged compiled libraries" in capsys.readouterr().out
 

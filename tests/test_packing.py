@@ -177,14 +177,15 @@ def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
     assert (tmp_path / "full" / "model" / "tokenizer.json").is_file()  # the tokenizer beside the model
     batch = full.task.train_batch(0, 4)
     assert batch["input_ids"].shape == (4, 16) and (batch["position_ids"] == 0).sum() >= 4
-    from anira_lib.train import model_inputs
+    from anira_lib.training_step import model_inputs
 
     assert set(model_inputs(batch)) == {"input_ids", "position_ids", "labels"}  # no mask: per-document attention
 
 
 def test_a_streaming_run_resumes_where_its_checkpoint_left_the_stream(tmp_path, monkeypatch):
     from anira_lib.run_config import TrainConfig
-    from anira_lib.train import load_checkpoint, train
+    from anira_lib.checkpoint import load_checkpoint
+    from anira_lib.train import train
 
     base = lm_setup(tmp_path)
     base["task_args"] = {**base["task_args"], "streaming": True, "eval_data": base["task_args"]["data"]}
@@ -219,7 +220,7 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path, streaming
         proc = subprocess.run(cmd + [*args, f"steps={steps}", *resume], env=env, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    from anira_lib.train import load_checkpoint
+    from anira_lib.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tmp_path / "ddp")
     assert ckpt["step"] == 6 and len(ckpt["rng"]) == 2

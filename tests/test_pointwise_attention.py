@@ -11,7 +11,7 @@ from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from anira_lib import AniraConfig, AniraForCausalLM
 from anira_lib.pointwise_attention import POINTWISE_ATTENTION, pointwise_attention
-from anira_lib.train import POINTWISE_MAX_LEN
+from anira_lib.training_compile import POINTWISE_MAX_LEN
 
 
 def _masks(T):

@@ -12,7 +12,9 @@ import torch
 from anira_lib.model import IGNORE_INDEX
 from anira_lib.run_config import TrainConfig
 from anira_lib.tasks import get_task
-from anira_lib.train import accumulate_gradients, build_model, load_checkpoint, train
+from anira_lib.checkpoint import load_checkpoint
+from anira_lib.train import build_model, train
+from anira_lib.training_step import accumulate_gradients
 
 TINY = dict(task_args={"max_ops": 3, "modulus": 5}, hidden_size=32, intermediate_size=64,
             num_attention_heads=4, max_depth=3, batch_size=8, steps=6, log_every=1,

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from anira_lib.run_config import TrainConfig
-from anira_lib.train import load_checkpoint, main, train
+from anira_lib.checkpoint import load_checkpoint
+from anira_lib.train import main, train
 
 TINY = dict(task_args={"max_ops": 3, "modulus": 5}, hidden_size=32, intermediate_size=64,
             num_attention_heads=4, max_depth=3, batch_size=16, steps=12, log_every=1,
@@ -117,7 +118,7 @@ def test_ddp_two_processes_gloo_matches_layout(tmp_path):
 
 
 def test_train_parallel_matches_sequential(tmp_path):
-    from anira_lib.train import train_parallel
+    from anira_lib.parallel_training import train_parallel
 
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 4, "decider": d, "out_dir": str(tmp_path / d)})
             for d in ("early", "online")]
@@ -130,7 +131,7 @@ def test_train_parallel_matches_sequential(tmp_path):
 def test_train_parallel_names_the_run_a_worker_failed_on(tmp_path):
     """A worker's error comes back with its message and traceback; the other run still finishes."""
     from anira_lib.run_dir import lock_run_dir
-    from anira_lib.train import train_parallel
+    from anira_lib.parallel_training import train_parallel
 
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 2, "decider": d, "out_dir": str(tmp_path / d)})
             for d in ("early", "online")]
@@ -146,20 +147,20 @@ def test_train_parallel_names_the_run_a_worker_failed_on(tmp_path):
 
 def test_an_interrupt_of_train_parallel_ends_its_workers(tmp_path, monkeypatch):
     """Ctrl-C (or a notebook's timeout) in the parent while workers train: none of them trains on."""
-    import anira_lib.train as train_module
+    import anira_lib.parallel_training as parallel_training
     from anira_lib.run_dir import lock_run_dir
 
-    real_relay = train_module.relay
+    real_relay = parallel_training.relay
 
     def interrupted_relay(queue, done, bars=None, **kw):  # once both workers have started their bars
         real_relay(queue, done=lambda: len(bars) == 2, bars=bars, **kw)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "relay", interrupted_relay)
+    monkeypatch.setattr(parallel_training, "relay", interrupted_relay)
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 100_000, "progress": True, "decider": d,
                                    "out_dir": str(tmp_path / d)}) for d in ("early", "online")]
     with pytest.raises(KeyboardInterrupt):
-        train_module.train_parallel(cfgs, processes=2)
+        parallel_training.train_parallel(cfgs, processes=2)
     for d in ("early", "online"):  # nobody holds the run directories any more
         lock_run_dir(tmp_path / d).release()
 
@@ -175,7 +176,7 @@ def test_workers_of_a_killed_parent_stop_and_free_their_runs(tmp_path):
 
     script = textwrap.dedent(f"""
         from anira_lib.run_config import TrainConfig
-        from anira_lib.train import train_parallel
+        from anira_lib.parallel_training import train_parallel
         cfgs = [TrainConfig.from_dict({{**{TINY!r}, "steps": 100_000, "progress": False, "checkpoint_every": 100_000,
                                         "decider": d, "out_dir": {str(tmp_path)!r} + "/" + d}}) for d in ("early", "online")]
         train_parallel(cfgs, processes=2)
@@ -202,15 +203,15 @@ def test_workers_of_a_killed_parent_stop_and_free_their_runs(tmp_path):
 def test_a_worker_whose_parent_died_before_it_started_exits_at_once():
     """The parent is passed in, not read in the worker: one killed while its worker was still importing
     (seen: a worker orphaned during its start-up watched its new parent, pid 1, and never exited)."""
-    code = "from anira_lib.train import _exit_with_parent; import os; _exit_with_parent(os.getppid() + 1); print('alive')"
+    code = "from anira_lib.parallel_training import exit_with_parent; import os; exit_with_parent(os.getppid() + 1); print('alive')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "alive" not in done.stdout
-    code = "from anira_lib.train import _exit_with_parent; import os; _exit_with_parent(os.getppid()); print('alive')"
+    code = "from anira_lib.parallel_training import exit_with_parent; import os; exit_with_parent(os.getppid()); print('alive')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout == "alive\n"
 
 
 def test_train_parallel_reports_a_killed_worker(tmp_path, monkeypatch):
-    from anira_lib.train import train_parallel
+    from anira_lib.parallel_training import train_parallel
 
     monkeypatch.setenv("ANIRA_FAULT_AT", "3")  # spawned workers inherit it: SIGKILL at their third fault point
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 4, "decider": d, "out_dir": str(tmp_path / d)})
@@ -256,7 +257,7 @@ def test_compiled_cpu_training_attends_by_row_length():
     is back afterwards, also when the loop raises."""
     from anira_lib import AniraConfig, AniraForCausalLM
     from anira_lib.pointwise_attention import POINTWISE_ATTENTION as PW
-    from anira_lib.train import EAGER_MAX_LEN, POINTWISE_MAX_LEN, compiled_training
+    from anira_lib.training_compile import EAGER_MAX_LEN, POINTWISE_MAX_LEN, compiled_training
 
     assert 1 <= POINTWISE_MAX_LEN < EAGER_MAX_LEN
     model = AniraForCausalLM(AniraConfig(vocab_size=8, hidden_size=16, intermediate_size=32, num_attention_heads=2))
