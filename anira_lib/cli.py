@@ -23,7 +23,7 @@ COMMANDS = {
     "notebooks": ("anira_lib.notebooks", "list the notebooks or run one headlessly with parameters"),
     "findings": ("anira_lib.findings_run", "the paper's claims as verdicts over seeds (writes docs/findings.md)"),
     "calibration": ("anira_lib.calibration", "screen candidate defaults as fixed-1 against fixed-D"),
-    "evaluate": ("anira_lib.evaluate", "accuracy and d̄ per knob at every kept checkpoint of a run"),
+    "evaluate": ("anira_lib.checkpoint_eval", "accuracy and d̄ per knob at every kept checkpoint of a run"),
     "clrs": ("anira_lib.tasks.clrs", "generate and cache CLRS-Text splits under data/clrs/"),
 }
 

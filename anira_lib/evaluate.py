@@ -200,34 +200,3 @@ def token_frame(records: list[dict], correct_only: bool = False):
                          "expected_depth": exp_d, "correct": r["correct"],
                          **{f"q_{d + 1}": p for d, p in enumerate(q)}})
     return pd.DataFrame(rows)
-
-
-def main(argv=None):
-    """`python -m anira_lib.evaluate --checkpoints RUN_DIR ...`: every kept checkpoint of each run."""
-    import argparse
-
-    from .checkpoint_eval import EVAL_FILE, evaluate_checkpoints
-    from .cli import one_line_errors, program_name
-
-    p = argparse.ArgumentParser(prog=program_name("anira_lib.evaluate"), description="Accuracy and d̄ per knob at every kept checkpoint of a run "
-                                            f"(resumable; rows in RUN_DIR/{EVAL_FILE}).")
-    p.add_argument("--checkpoints", nargs="+", required=True, metavar="RUN_DIR",
-                   help="run directories trained with keep_checkpoints=true")
-    p.add_argument("--knobs", nargs="+", type=int, help="knob values (default: the task's training knobs)")
-    p.add_argument("--n-per-knob", type=int, default=200, help="evaluation examples per knob value")
-    p.add_argument("--seed", type=int, default=1234, help="seed of the evaluation sets")
-    p.add_argument("--task", help="the task the runs must have trained (an error otherwise)")
-    p.add_argument("--depth-rule", help="inference depth rule (default: the decider's)")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    args = p.parse_args(argv)
-    for run_dir in args.checkpoints:
-        with one_line_errors("anira evaluate", args.debug, hint=""):
-            frame = evaluate_checkpoints(run_dir, knobs=args.knobs, n_per_knob=args.n_per_knob, seed=args.seed,
-                                         task=args.task, depth_rule=args.depth_rule)
-        wide = frame.pivot_table(index="step", columns="knob", values=["accuracy", "mean_depth"])
-        print(f"{run_dir} ({frame['decider'].iloc[0]}): {frame['step'].nunique()} checkpoints -> "
-              f"{Path(run_dir) / EVAL_FILE}\n{wide.round(3).to_string()}")
-
-
-if __name__ == "__main__":
-    main()

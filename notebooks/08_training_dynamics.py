@@ -20,7 +20,7 @@
 # (small ℓ for MANO, small n for BREVO), and d̄ climbs while the task is learnt, peaks, then falls
 # while accuracy holds: a learning phase, then a compute-reduction phase. Here ANIRA-E and ANIRA-O are
 # trained on MANO and BREVO with a model snapshot kept every `checkpoint_every` steps, and every
-# snapshot is evaluated (`python -m anira_lib.evaluate --checkpoints RUN_DIR` does the same from a shell,
+# snapshot is evaluated (`anira evaluate --checkpoints RUN_DIR` does the same from a shell,
 # resumably). Given `run_dirs` (runs trained with `keep_checkpoints=true`), it analyses those instead.
 
 # %% tags=["parameters"]

@@ -91,11 +91,11 @@ def test_runs_it_cannot_evaluate_are_named(run, tmp_path):
 
 
 def test_command_line(run, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "anira_lib.evaluate", "--checkpoints", str(run), "--knobs", "1", "2",
+    proc = subprocess.run([sys.executable, "-m", "anira_lib.checkpoint_eval", "--checkpoints", str(run), "--knobs", "1", "2",
                            "--n-per-knob", "4", "--task", "mano"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 checkpoints" in proc.stdout and (run / "checkpoint_eval.csv").is_file()
-    bad = subprocess.run([sys.executable, "-m", "anira_lib.evaluate", "--checkpoints", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "anira_lib.checkpoint_eval", "--checkpoints", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("anira evaluate: error:")
     assert "not a training run" in bad.stderr and "Traceback" not in bad.stderr
