@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from .files import atomic_save_pretrained, atomic_torch_save, read_jsonl
 from .metrics_log import write_metrics
-from .run_config import TrainConfig
+from .run_config import DECIDER_LOSS_FIELDS, TrainConfig
 from .run_dir import RunDirError
 from .sharding import is_sharded, load_optimizer_state, model_state, optimizer_state
 
@@ -61,10 +61,13 @@ def load_checkpoint(out_dir: str | Path) -> dict:
 
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, path: Path) -> None:
-    """Refuse to resume a checkpoint with another config, or one already past cfg.steps."""
+    """Refuse to resume a checkpoint with another config, or one already past cfg.steps. Besides
+    RESUMABLE_CHANGES, a run without a decider may change the decider's loss knobs, which it never
+    uses (so a study with other β / λ for ANIRA-E and -O finds its finished baselines reusable)."""
     now = cfg.to_dict()
     then = {**TrainConfig.defaults(), **ckpt["config"]}  # a key added since the run started: its default
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and then.get(k) != now[k])
+    free = RESUMABLE_CHANGES | (set(DECIDER_LOSS_FIELDS) if now["decider"] == then.get("decider") == "none" else set())
+    changed = sorted(k for k in now if k not in free and then.get(k) != now[k])
     if changed:
         diffs = ", ".join(f"{k}={then.get(k)!r} (now {now[k]!r})" for k in changed)
         raise RunDirError(f"{path} was written with another config: {diffs}. Only "

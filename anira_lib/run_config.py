@@ -19,6 +19,9 @@ import yaml
 from .configuration import AniraConfig
 
 _MODEL = AniraConfig  # the model fields' defaults are read from the model's own config class
+# The decider's loss knobs (Eq. 3-4 and the sampler of Eq. 6): a run sets them on an init_from model, and a
+# run without a decider (decider: none) has no KL and no sampler, so they do nothing there.
+DECIDER_LOSS_FIELDS = ("kl_beta", "prior_lambda", "gumbel_temperature")
 from .sharding import SHARDINGS
 
 

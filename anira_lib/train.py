@@ -41,7 +41,7 @@ from .files import atomic_save_pretrained, atomic_write_text, quiet_transformers
 from .metrics_log import tensorboard_writer
 from .model import AniraForCausalLM
 from .progress import QueueBar, progress_bar
-from .run_config import TrainConfig
+from .run_config import DECIDER_LOSS_FIELDS, TrainConfig
 from .run_dir import RunDirError, claim_run_dir, existing_run
 from .sharding import is_sharded, model_state, shard_model
 from .tasks import get_task
@@ -63,9 +63,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device={name!r} asked for, but no CUDA GPU is visible; use device=cpu.")
     return torch.device(name)
-
-
-LOSS_FIELDS = ("kl_beta", "prior_lambda", "gumbel_temperature")  # what a run sets on an init_from model
 
 
 def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
@@ -91,7 +88,7 @@ def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
             raise ValueError(f"init_from={cfg.init_from!r} holds a model with decider={model.config.decider!r}, the "
                              f"run config says decider={cfg.decider!r}; set decider={model.config.decider!r} (the "
                              "decider is part of the saved model).")
-        for name in LOSS_FIELDS:
+        for name in DECIDER_LOSS_FIELDS:
             setattr(model.config, name, getattr(cfg, name))
         return model
     model_cfg = cfg.model_config(vocab_size=task.vocab_size, pad_token_id=task.pad_id, bos_token_id=task.bos_id,

@@ -62,6 +62,25 @@ def test_resume_refuses_a_changed_config(tmp_path):
         train(TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "lr": 0.5}), resume=True)
 
 
+@pytest.mark.parametrize("decider", ["early", "online", "none"])
+@pytest.mark.parametrize("field,value", [("kl_beta", 0.5), ("prior_lambda", 2.0), ("gumbel_temperature", 0.5),
+                                         ("lr", 0.5)])
+def test_only_a_decider_free_run_may_change_the_decider_s_loss_knobs(tmp_path, decider, field, value):
+    """A fixed-depth run (decider none) never uses β, λ or τ: a study may resume it under other values
+    (and reuse its finished baselines); every other run, and any other field, is refused."""
+    from anira_lib.checkpoint import check_resumable
+    from anira_lib.run_dir import RunDirError
+
+    then = TrainConfig.from_dict({**TINY, "decider": decider, "out_dir": str(tmp_path)})
+    now = TrainConfig.from_dict({**then.to_dict(), field: value})
+    ckpt = {"config": then.to_dict(), "step": 6}
+    if decider == "none" and field != "lr":
+        check_resumable(ckpt, now, tmp_path / "checkpoint.pt")
+    else:
+        with pytest.raises(RunDirError, match=f"written with another config: {field}="):
+            check_resumable(ckpt, now, tmp_path / "checkpoint.pt")
+
+
 def test_config_file_typo_and_types(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("steps: 10\nkl_bta: 0.1\n")
