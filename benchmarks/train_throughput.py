@@ -83,7 +83,7 @@ def build(kind, p, vocab, device):
 
 class Stepper:
     """One model trained one way: `step(batch)` is the trainer's step (`training_step.train_step`:
-    forward, backward, clipping, AdamW; bf16 autocast on a GPU);
+    forward, backward, clipping, AdamW; bf16 autocast on a GPU; returns the loss);
     `optimizer_time(n)` times the optimizer part alone on the gradients left by the last step.
     seq_len: the batches' length, which picks the compiled CPU step's attention as the trainer does
     (`compiled_training`; None counts as short), unless the way names one ("compiled:eager")."""
@@ -104,7 +104,8 @@ class Stepper:
         return compiled_training(self.model, self.device, enabled=self.way in COMPILED, seq_len=self.seq_len)
 
     def step(self, batch):
-        train_step(self.forward, self.model, self.opt, batch, device=self.device, grad_clip=1.0)
+        (out, *_), = train_step(self.forward, self.model, self.opt, batch, device=self.device, grad_clip=1.0, keep=True)
+        return out.loss
 
     def optimize(self):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
