@@ -47,6 +47,7 @@ compile_training = True  # torch.compile the training step: 1.33-1.38x the eager
 depth_baselines = False  # also train fixed-1 and fixed-D: does depth lower the KL? (~16 min instead of 9.5)
 processes = 2
 out_dir = "runs/04_lano"
+proxy_cache = "data/lano_proxies"  # parser proxies, computed once per window set
 figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
@@ -82,7 +83,7 @@ for name, run in runs.items():
 # constituent), so the KL, not the accuracy, says how close a model is to the grammar.
 
 # %%
-report = evaluate_lano(runs, eval_windows, out_dir, generations=generations)
+report = evaluate_lano(runs, eval_windows, out_dir, generations=generations, proxy_cache=proxy_cache)
 for name, s in report["summary"].items():
     print(f"{name}: mean E[depth] {s['mean_expected_depth']:.2f}, KL(exact‖model) {s['kl_to_exact_nats']:.3f} "
           f"nats/token, valid generations {100 * s['generation_validity']:.0f}% of {s['generations']}")

@@ -44,6 +44,7 @@ processes = 2
 n_boot = 1000
 seed = 0
 out_dir = "runs/06_lano_proxies"
+proxy_cache = "data/lano_proxies"  # parser proxies, computed once per window set
 figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the committed figures
 
 # %%
@@ -69,7 +70,7 @@ if not eval_file.exists():
                     lr=2e-3, warmup_steps=min(50, steps), seed=seed, checkpoint_every=max(steps // 4, 1),
                     compile=compile_training)
     runs = train_variants(settings, out_dir, processes=processes)
-    evaluate_lano(runs, eval_windows, out_dir, generations=0)
+    evaluate_lano(runs, eval_windows, out_dir, generations=0, proxy_cache=proxy_cache)
     eval_file = Path(out_dir) / "lano_eval.npz"
 with np.load(eval_file) as f:
     arrays = {k: f[k] for k in f.files}
@@ -79,10 +80,10 @@ print(f"{len(windows)} windows of {windows.shape[1]} tokens; variants: {sorted(d
 
 # %% [markdown]
 # ## Parser proxies for every held-out token
-# Cached under `data/lano_proxies/` (the key hashes grammar, windows and feature definition).
+# Cached under `proxy_cache` (default `data/lano_proxies/`; the key hashes grammar, windows and feature definition).
 
 # %%
-proxies = compute_proxies(windows, processes=processes)
+proxies = compute_proxies(windows, processes=processes, cache_dir=proxy_cache)
 for f in FEATURES:
     print(f"{f:>20}: mean {np.nanmean(proxies[f]):7.2f}, max {np.nanmax(proxies[f]):5.0f}")
 

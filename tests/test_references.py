@@ -16,7 +16,7 @@ MENTION = re.compile(r"(?<![\w./-])((?:%s)/[\w./-]*\w)" % "|".join(TOP))
 SOURCES = sorted([*ROOT.glob("anira_lib/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py"),
                   *ROOT.glob("notebooks/[0-9][0-9]_*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"])
 # Paths that are made at run time or are patterns, not files of the checkout.
-GENERATED = re.compile(r"^(data/clrs(/|$)|runs/|figures/.*\{|(docs/)?figures/findings_|data/calibration/<)")
+GENERATED = re.compile(r"^(data/(clrs|lano_proxies)(/|$)|runs/|figures/.*\{|(docs/)?figures/findings_|data/calibration/<)")
 
 
 def mentions(text: str) -> list[str]:
