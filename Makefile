@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml
 demo: env
 	$(PY) -m anira_lib.notebooks run 01_mano
 
-## test: the whole suite, notebooks executed with tiny parameters (what .ci/run calls)
+## test: the whole suite, notebooks executed with tiny parameters (what .ci/run calls), one worker per core (at most 4)
 test: env
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 test-fast: env
 	$(PY) -m pytest -q -m "not slow"

@@ -1,7 +1,12 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs the suite in one worker per core: one thread each,
+    os.environ["OMP_NUM_THREADS"] = "1"   # and the kernels and subprocesses a test starts inherit it
+    torch.set_num_threads(1)
 
 from anira_lib import AniraConfig, AniraForCausalLM
 
