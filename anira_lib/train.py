@@ -161,17 +161,18 @@ def _train(cfg, task, out_dir, resume, device, rank, world, local_batch, progres
     sched = warmup_schedule(opt, cfg.warmup_steps)
     checkpointer = Checkpointer(cfg, out_dir, model, opt, sched, task, rank, world)
     start, metrics = checkpointer.restore(ckpt)
-    step_model = compile_for_training(ddp_model, device) if cfg.compile else ddp_model
+    compiling = cfg.compile and start < cfg.steps  # a finished run resumed (a study reusing it) compiles nothing
+    step_model = compile_for_training(ddp_model, device) if compiling else ddp_model
     if rank == 0:
         atomic_write_text(out_dir / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     writer = tensorboard_writer(out_dir) if cfg.tensorboard and rank == 0 else None
 
-    first = task.train_batch(0, local_batch, rank) if cfg.compile else None  # what the graph is compiled on
+    first = task.train_batch(0, local_batch, rank) if compiling else None  # what the graph is compiled on
     seq_len = None if first is None else first["input_ids"].shape[1]
-    with compiled_training(model, device, enabled=cfg.compile, seq_len=seq_len):
+    with compiled_training(model, device, enabled=compiling, seq_len=seq_len):
         model.train()
         bar = _progress(cfg, start, progress_queue, rank)
-        if cfg.compile:
+        if compiling:
             bar.set_postfix(status="compiling the step (about a minute, ~20 s when cached)")
             bar.refresh()
             compile_on_first_batch(step_model, model, first, device, cfg.dtype)

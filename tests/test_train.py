@@ -301,3 +301,20 @@ def test_compiled_cpu_training_attends_by_row_length():
     with pytest.raises(KeyError), compiled_training(model, cpu, enabled=True, seq_len=10):
         raise KeyError
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_finished_run_resumed_compiles_nothing(tmp_path, monkeypatch):
+    """A study that reuses a finished run resumes it at its last step: no step is left, so no compile
+    (about a minute each on a CPU). Compilation is replaced by a recorder here."""
+    import anira_lib.train as train_module
+
+    compiled = []
+    monkeypatch.setattr(train_module, "compile_for_training", lambda model, device: compiled.append("graph") or model)
+    monkeypatch.setattr(train_module, "compile_on_first_batch", lambda *a: compiled.append("first batch"))
+    cfg = TrainConfig.from_dict({**TINY, "out_dir": str(tmp_path), "steps": 4, "compile": True})
+    train(cfg)
+    assert compiled == ["graph", "first batch"]
+    train(cfg, resume=True)  # at step 4 of 4
+    assert compiled == ["graph", "first batch"]
+    train(TrainConfig.from_dict({**cfg.to_dict(), "steps": 6}), resume=True)  # two steps left: compiled again
+    assert compiled == ["graph", "first batch"] * 2
