@@ -35,6 +35,23 @@ def random_adaptive_model(decider: str = "online", hidden_size: int = 256, inter
     return model
 
 
+def dense_reference(config, mean_depth: float, seed: int = 0):
+    """The dense model with the adaptive one's average compute and no adaptivity: a transformers
+    `LlamaForCausalLM` of the same sizes with P + round(R·d̄) + C layers (eval mode, random weights; decode
+    speed depends on the layer count, not the weights). The physical reference for a decode speed-up:
+    the layer-count bound assumes layers are free to skip, this one runs them."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    layers = config.prelude_layers + max(1, round(config.recurrent_layers * mean_depth)) + config.coda_layers
+    torch.manual_seed(seed)
+    llama = LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+                        intermediate_size=config.intermediate_size, num_attention_heads=config.num_attention_heads,
+                        num_key_value_heads=config.num_key_value_heads, num_hidden_layers=layers,
+                        max_position_embeddings=config.max_position_embeddings, rms_norm_eps=config.rms_norm_eps,
+                        pad_token_id=config.pad_token_id, eos_token_id=None, bos_token_id=None)
+    return LlamaForCausalLM(llama).eval()
+
+
 def layer_bound(config, mean_depth: float) -> float:
     """Speedup that layer counts allow at mean exit depth d̄: (P + R·D + C) / (P + R·d̄ + C)."""
     P, R, C = config.prelude_layers, config.recurrent_layers, config.coda_layers
@@ -45,7 +62,7 @@ def layer_bound(config, mean_depth: float) -> float:
 def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dict:
     """Greedy `generate()` of `new_tokens` after prompt ids (B, T): decode tokens/s (median over repeats
     of time(N tokens) - time(1 token), so prefill is excluded), d̄ of the decoded tokens, and the cache's
-    memory report. `rule`: depth_rule / halt_threshold passed to the model."""
+    memory report (both None for a dense model). `rule`: depth_rule / halt_threshold passed to the model."""
     def timed(n):
         if ids.device.type == "cuda":
             torch.cuda.synchronize()
@@ -62,9 +79,10 @@ def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dic
         t_all, cache = timed(new_tokens)
         t_one, _ = timed(1)
         decode.append(t_all - t_one)
-    depths = cache.exit_depths[:, ids.shape[1]:].float()
+    adaptive = hasattr(cache, "exit_depths")  # a dense model's DynamicCache has neither depths nor a report
     return {"tokens_per_s": ids.shape[0] * (new_tokens - 1) / max(statistics.median(decode), 1e-9),
-            "mean_depth": float(depths.mean()), "memory": cache.memory_report()}
+            "mean_depth": float(cache.exit_depths[:, ids.shape[1]:].float().mean()) if adaptive else None,
+            "memory": cache.memory_report() if adaptive else None}
 
 
 def decode_savings(model, taus, batch_size: int = 1, prompt_len: int = 32, new_tokens: int = 32,

@@ -14,6 +14,11 @@ and full alternate, `--repeats` times; each pair gives one ratio, and the median
     the decoded tokens), and speedup / bound (goal: >= 0.85 at batch 1, >= 0.7 at batch 16);
     KV bytes held / fixed-depth bytes next to the accounting (P + C + R·(d̄ + f)) / (P + R·D + C), f =
     share of tokens with d < D (each keeps one frozen key/value per block layer).
+
+The physical reference beside the bound: transformers' `LlamaForCausalLM` with P + round(R·d̄) + C
+layers of the same sizes (`savings.dense_reference`: the adaptive model's average compute, no
+adaptivity), decoded the same way in the same rounds (adaptive, full, dense in turn); "of dense" =
+adaptive tokens/s over its tokens/s (goal: >= 0.9).
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ import statistics
 
 import torch
 
-from anira_lib.savings import layer_bound, measure_decode, random_adaptive_model
+from anira_lib.savings import dense_reference, layer_bound, measure_decode, random_adaptive_model
 
 PRESETS = {
     "cpu": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=8, max_depth=8, prompt=64, new=64),
     "paper": dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, max_depth=6, prompt=256, new=256),
+    "smoke": dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, max_depth=4, prompt=8, new=6),  # the suite's
 }
 
 
@@ -54,25 +60,28 @@ def main():
           f"{p['new']} new tokens, {device}, {args.dtype}, torch threads {torch.get_num_threads()}, "
           f"median [range] of {args.repeats} interleaved pairs")
     print(f"{'variant':8} {'R':>2} {'batch':>5} {'d̄':>5} {'adaptive tok/s':>15} {'full tok/s':>11} {'speedup':>17} "
-          f"{'bound':>6} {'of bound':>17} {'KV held/fixed':>14} {'accounting':>11}")
+          f"{'bound':>6} {'of bound':>17} {'dense L':>7} {'dense tok/s':>11} {'of dense':>17} {'KV held/fixed':>14} "
+          f"{'accounting':>11}")
     for R in args.recurrent_layers:
         for name, decider in (("ANIRA-E", "early"), ("ANIRA-O", "online")):
             model = random_adaptive_model(decider, p["hidden_size"], p["intermediate_size"], p["num_attention_heads"],
                                           D, target, args.spread, recurrent_layers=R).to(device=device, dtype=dtype)
             for batch in args.batches:
                 ids = torch.randint(1, 64, (batch, p["prompt"]), generator=torch.Generator().manual_seed(batch)).to(device)
-                pairs = [(measure_decode(model, ids, p["new"]), measure_decode(model, ids, p["new"], depth_rule="full"))
-                         for _ in range(args.repeats)]
-                ada = pairs[-1][0]
+                d_bar = measure_decode(model, ids, p["new"])["mean_depth"]  # the dense reference's size
+                dense = dense_reference(model.config, d_bar).to(device=device, dtype=dtype)
+                rounds = [(measure_decode(model, ids, p["new"]), measure_decode(model, ids, p["new"], depth_rule="full"),
+                           measure_decode(dense, ids, p["new"])) for _ in range(args.repeats)]
+                ada = rounds[-1][0]
                 bound = layer_bound(model.config, ada["mean_depth"])
-                speedups = [a["tokens_per_s"] / f["tokens_per_s"] for a, f in pairs]
-                tok_a = statistics.median(a["tokens_per_s"] for a, _ in pairs)
-                tok_f = statistics.median(f["tokens_per_s"] for _, f in pairs)
+                speedups = [a["tokens_per_s"] / f["tokens_per_s"] for a, f, _ in rounds]
+                of_dense = [a["tokens_per_s"] / d["tokens_per_s"] for a, _, d in rounds]
+                tok_a, tok_f, tok_d = (statistics.median(r[i]["tokens_per_s"] for r in rounds) for i in range(3))
                 m = ada["memory"]
                 print(f"{name:8} {R:>2} {batch:>5} {ada['mean_depth']:5.2f} {tok_a:15.1f} {tok_f:11.1f} "
                       f"{spread(speedups):>17} {bound:6.2f} {spread([s / bound for s in speedups]):>17} "
+                      f"{dense.config.num_hidden_layers:>7} {tok_d:11.1f} {spread(of_dense):>17} "
                       f"{m['held_over_fixed']:14.3f} {m['predicted_over_fixed']:11.3f}", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -27,3 +27,33 @@ def test_train_throughput_rejects_an_unknown_model_and_too_few_rounds():
         proc = subprocess.run([sys.executable, "benchmarks/train_throughput.py", "--no-compile", *args],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.parametrize("P,R,C,d_bar", [(1, 1, 1, 2.6), (1, 2, 1, 2.6), (0, 1, 0, 1.0), (2, 2, 1, 3.5), (1, 1, 1, 0.2)])
+def test_the_dense_reference_has_the_adaptive_model_s_average_layer_count(P, R, C, d_bar):
+    import torch
+
+    from anira_lib.savings import dense_reference, measure_decode
+    from tests.conftest import tiny_config
+
+    config = tiny_config(prelude_layers=P, recurrent_layers=R, coda_layers=C)
+    dense = dense_reference(config, d_bar)
+    assert dense.config.num_hidden_layers == P + max(1, round(R * d_bar)) + C
+    assert (dense.config.hidden_size, dense.config.intermediate_size, dense.config.vocab_size) == (32, 64, 40)
+    ids = torch.randint(1, 40, (2, 5), generator=torch.Generator().manual_seed(0))
+    m = measure_decode(dense, ids, 3)
+    assert m["tokens_per_s"] > 0 and m["mean_depth"] is None and m["memory"] is None
+
+
+@pytest.mark.slow
+def test_decode_benchmark_prints_bound_and_dense_reference_columns():
+    out = subprocess.run([sys.executable, "benchmarks/decode.py", "--preset", "smoke", "--batches", "1", "2",
+                          "--recurrent-layers", "1", "--repeats", "5"], capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith(("ANIRA-E", "ANIRA-O"))]
+    assert len(rows) == 4  # E and O at batch 1 and 2
+    for row in rows:
+        cells = re.findall(r"(\d+\.\d+) \[(\d+\.\d+)-(\d+\.\d+)\]", row)
+        assert len(cells) == 3  # speedup, of bound, of dense: median [min-max] each
+        assert all(float(lo) <= float(med) <= float(hi) for med, lo, hi in cells)
+        d_bar, dense_layers = float(row.split()[3]), int(row.split()[11])
+        assert 1 <= d_bar <= 4 and 3 <= dense_layers <= 6
