@@ -28,6 +28,7 @@ import statistics
 
 import torch
 
+from anira_lib.decode_profile import CATEGORIES, decode_profile
 from anira_lib.savings import dense_reference, layer_bound, measure_decode, random_adaptive_model
 
 PRESETS = {
@@ -51,6 +52,8 @@ def main():
     ap.add_argument("--target-depth", type=float, default=None, help="decider's starting E[d] (default D/3)")
     ap.add_argument("--spread", type=float, default=0.15, help="std of the decider's output weights")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where one decode's time goes (anira_lib.decode_profile), adaptive and dense")
     args = ap.parse_args()
     p = PRESETS[args.preset]
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -62,6 +65,7 @@ def main():
     print(f"{'variant':8} {'R':>2} {'batch':>5} {'d̄':>5} {'adaptive tok/s':>15} {'full tok/s':>11} {'speedup':>17} "
           f"{'bound':>6} {'of bound':>17} {'dense L':>7} {'dense tok/s':>11} {'of dense':>17} {'KV held/fixed':>14} "
           f"{'accounting':>11}")
+    profiles = []
     for R in args.recurrent_layers:
         for name, decider in (("ANIRA-E", "early"), ("ANIRA-O", "online")):
             model = random_adaptive_model(decider, p["hidden_size"], p["intermediate_size"], p["num_attention_heads"],
@@ -82,6 +86,17 @@ def main():
                       f"{spread(speedups):>17} {bound:6.2f} {spread([s / bound for s in speedups]):>17} "
                       f"{dense.config.num_hidden_layers:>7} {tok_d:11.1f} {spread(of_dense):>17} "
                       f"{m['held_over_fixed']:14.3f} {m['predicted_over_fixed']:11.3f}", flush=True)
+                if args.profile:
+                    for who, net in (("adaptive", model), ("dense", dense)):
+                        shares = decode_profile(net, ids, p["new"])
+                        profiles.append(f"{name:8} {R:>2} {batch:>5} {who:>8} " + " ".join(
+                            f"{shares[c]:>11.2f}" for c in CATEGORIES) + f" {1000 * shares['wall_s']:>8.1f}")
+    if profiles:
+        print("\nwhere one decode's time goes (shares of the profiled wall time; the profiler's own cost inflates "
+              "bookkeeping)")
+        print(f"{'variant':8} {'R':>2} {'batch':>5} {'model':>8} " + " ".join(f"{c:>11}" for c in CATEGORIES)
+              + f" {'wall ms':>8}")
+        print("\n".join(profiles))
 
 if __name__ == "__main__":
     main()

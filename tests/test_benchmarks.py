@@ -48,8 +48,10 @@ def test_the_dense_reference_has_the_adaptive_model_s_average_layer_count(P, R, 
 @pytest.mark.slow
 def test_decode_benchmark_prints_bound_and_dense_reference_columns():
     out = subprocess.run([sys.executable, "benchmarks/decode.py", "--preset", "smoke", "--batches", "1", "2",
-                          "--recurrent-layers", "1", "--repeats", "5"], capture_output=True, text=True, check=True).stdout
-    rows = [line for line in out.splitlines() if line.startswith(("ANIRA-E", "ANIRA-O"))]
+                          "--recurrent-layers", "1", "--repeats", "5", "--profile"],
+                         capture_output=True, text=True, check=True).stdout
+    table, profile = out.split("where one decode's time goes")
+    rows = [line for line in table.splitlines() if line.startswith(("ANIRA-E", "ANIRA-O"))]
     assert len(rows) == 4  # E and O at batch 1 and 2
     for row in rows:
         cells = re.findall(r"(\d+\.\d+) \[(\d+\.\d+)-(\d+\.\d+)\]", row)
@@ -57,3 +59,23 @@ def test_decode_benchmark_prints_bound_and_dense_reference_columns():
         assert all(float(lo) <= float(med) <= float(hi) for med, lo, hi in cells)
         d_bar, dense_layers = float(row.split()[3]), int(row.split()[11])
         assert 1 <= d_bar <= 4 and 3 <= dense_layers <= 6
+    shares = [line.split() for line in profile.splitlines() if line.startswith(("ANIRA-E", "ANIRA-O"))]
+    assert [r[3] for r in shares] == ["adaptive", "dense"] * 4
+    for r in shares:
+        assert abs(sum(map(float, r[4:9])) - 1) < 0.02 and float(r[4]) > 0  # shares add up; layers take time
+        assert (float(r[5]) == 0) == (r[3] == "dense")  # only the adaptive model has a decider
+
+
+def test_decode_profile_splits_the_wall_time_by_module():
+    import torch
+
+    from anira_lib.decode_profile import CATEGORIES, decode_profile
+    from anira_lib.savings import dense_reference, random_adaptive_model
+
+    model = random_adaptive_model("online", 32, 64, 2, 4)
+    ids = torch.randint(1, 60, (2, 6), generator=torch.Generator().manual_seed(0))
+    for net, has_decider in ((model, True), (dense_reference(model.config, 2.0), False)):
+        shares = decode_profile(net, ids, 4)
+        assert abs(sum(shares[c] for c in CATEGORIES) - 1) < 1e-9 and shares["wall_s"] > 0
+        assert shares["layers"] > 0 and shares["embed_head"] > 0 and (shares["decider"] > 0) == has_decider
+    assert not model._forward_hooks and not model.model.decider._forward_pre_hooks  # the ranges are gone

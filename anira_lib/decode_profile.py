@@ -1,0 +1,91 @@
+"""Where a decode step's time goes: torch.profiler over greedy `generate()`, split by what runs.
+
+Shares of the profiled wall time (all after one warm-up decode):
+
+    layers       the decoder layers' forwards (Prelude, recurrent block, Coda): the compute the
+                 layer-count bound counts
+    decider      the exit decider's forward (ANIRA-E once per token, ANIRA-O after each iteration)
+    embed_head   embedding, final norm and LM head
+    bookkeeping  the rest of the model's forward: packing running tokens, masks, position embeddings,
+                 views into the cache, frozen-entry writes, the loop's control
+    generate     outside the model's forward: generate()'s logits processing, stopping checks, Python
+
+Ranges are put around modules with forward hooks for the profiled call only, so the model runs its
+ordinary code. A dense Llama profiles the same way (no decider; bookkeeping is its mask and rotary work).
+The profiler adds a cost to every op it records, which weighs most where ops are many and small
+(bookkeeping): read the shares to rank where time goes, and time with `measure_decode`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import torch
+
+CATEGORIES = ("layers", "decider", "embed_head", "bookkeeping", "generate")
+
+
+def _category(name: str, module) -> str | None:
+    kind = type(module).__name__
+    if kind.endswith("DecoderLayer"):
+        return "layers"
+    if name.endswith("decider"):
+        return "decider"
+    if name.endswith(("embed_tokens", "lm_head")) or name in ("model.norm",):
+        return "embed_head"
+    return None
+
+
+@contextmanager
+def _ranges(model):
+    """profiler ranges named anira::<category> around the modules of each category, and anira::forward
+    around the model's whole forward; removed on exit."""
+    handles = []
+
+    def wrap(module, label):
+        state = {}
+
+        def pre(*_):
+            state.setdefault("stack", []).append(torch.autograd.profiler.record_function(label).__enter__())
+
+        def post(*_):
+            state["stack"].pop().__exit__(None, None, None)
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+
+    for name, module in model.named_modules():
+        category = _category(name, module)
+        if category is not None:
+            wrap(module, f"anira::{category}")
+    wrap(model, "anira::forward")
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def decode_profile(model, ids: torch.Tensor, new_tokens: int, **rule) -> dict[str, float]:
+    """Shares (summing to 1) of the wall time of one greedy `generate()` of `new_tokens` after prompt ids
+    (B, T), by CATEGORIES, plus 'wall_s'. `rule`: depth_rule / halt_threshold for the model."""
+    def decode():
+        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                       min_new_tokens=new_tokens, do_sample=False, **rule)
+
+    decode()  # warm-up: first-call allocations and lazy initialisation stay out of the profile
+    with _ranges(model), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        decode()
+        wall = time.perf_counter() - t
+    totals = {c: 0.0 for c in ("forward", *CATEGORIES)}
+    for event in prof.events():
+        if event.name.startswith("anira::"):
+            totals[event.name.removeprefix("anira::")] += event.cpu_time_total / 1e6
+    inside = totals["layers"] + totals["decider"] + totals["embed_head"]
+    totals["bookkeeping"] = max(totals["forward"] - inside, 0.0)
+    totals["generate"] = max(wall - totals["forward"], 0.0)
+    total = sum(totals[c] for c in CATEGORIES) or 1.0
+    return {**{c: totals[c] / total for c in CATEGORIES}, "wall_s": wall}
