@@ -20,6 +20,7 @@ from .files import atomic_write_jsonl
 from .variants import model_variant
 from .model import IGNORE_INDEX
 from .progress import progress_bar
+from .sufficient_depth import sufficient_depths
 from .tasks import collate
 
 
@@ -47,8 +48,6 @@ def run_examples(model, task, examples, batch_size: int = 256, depth_rule=None, 
     iteration i (`model.forward(output_iterations=...)`), iteration_correct (answers, D), whether that
     prediction is the supervised token, and sufficient_depth (answers,), the first iteration from which
     it stays correct through D (None: never; `sufficient_depth.sufficient_depths`)."""
-    from .sufficient_depth import sufficient_depths
-
     variant = variant or model_variant(model.config)
     model.eval()
     device = next(model.parameters()).device

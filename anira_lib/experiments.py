@@ -19,6 +19,7 @@ from .results import rows_frame, seed_spread, write_frame
 from .run_config import TrainConfig
 from .parallel_training import train_parallel
 from .train import TrainResult
+from .sufficient_depth import allocation_efficiency
 from .variants import BASELINES, VARIANTS, variant_dir, variant_overrides
 
 EXTRAPOLATION_VARIANTS = {**VARIANTS, **BASELINES}
@@ -198,14 +199,13 @@ def sufficient_depth_study(run_dirs: dict, out_dir: str | Path, train_missing: b
                            eval_per_knob: int = 100, rule: str = "stable", processes: int = 2,
                            figure_path: str | Path | None = None) -> dict:
     """Notebook 15 in one call: for each task's run folder ({task: folder}; tasks of `SMALL_RUNS`), the
-    allocation efficiency of every variant (`sufficient_depth.run_efficiency`). A folder without dumps
+    allocation efficiency of every variant (`run_efficiency`). A folder without dumps
     is replaced by a small run trained into `out_dir/<task>` when `train_missing`, else left out with a
     line saying so. Returns {"table": one frame (task, variant, knob, ...), "frames": {task: frame},
     "folders": {task: the folder read}, "figure": path or None}."""
     from .depth_necessity import DEEP, DEPTH_BASELINES
     from .explorer import find_runs
     from .plots import plot_oracle_vs_chosen
-    from .sufficient_depth import run_efficiency
 
     frames, folders = {}, {}
     for task, folder in run_dirs.items():
@@ -231,3 +231,35 @@ def sufficient_depth_study(run_dirs: dict, out_dir: str | Path, train_missing: b
         plot_oracle_vs_chosen(frames, labels, figure_path, title=f"sufficient ({rule}) vs chosen depth")
         figure = Path(figure_path)
     return {"table": table, "frames": frames, "folders": folders, "figure": figure}
+
+
+def format3_dumps(run_dir, n_per_knob: int | None = None) -> dict[str, list[dict]]:
+    """{variant: records} of a run folder's allocation dumps, each with the per-iteration fields: a
+    variant whose dump lacks them is evaluated again from its saved model (run_dir/<dump stem>/, e.g.
+    allocations_early.jsonl -> early/) on the same knob values and as many examples per knob (or
+    `n_per_knob`), rewriting its dump."""
+    from .checkpoint_eval import run_config
+    from .explorer import load_allocations, load_dump, variant_name
+    from .train import load_run
+
+    run_dir = Path(run_dir)
+    load_allocations(run_dir)  # one line naming the problem if there are no dumps or they mix tasks
+    data = {}
+    for path in sorted(run_dir.glob("allocations_*.jsonl")):
+        records = load_dump(path)
+        if "iteration_correct" not in records[0]:
+            run = load_run(run_config(run_dir / path.stem.removeprefix("allocations_")))
+            knobs = list(dict.fromkeys(r["knob"] for r in records))
+            count = n_per_knob or max(sum(r["knob"] == k for r in records) for k in knobs)
+            evaluate_knobs(run.model, run.task, knobs, n_per_knob=count, dump_path=path, progress=False)
+            records = load_dump(path)
+        data[variant_name(path)] = records
+    return data
+
+
+def run_efficiency(run_dir, rule: str = "stable", n_per_knob: int | None = None) -> pd.DataFrame:
+    """`allocation_efficiency` of every variant in a run folder, one frame with a variant column."""
+    frames = [allocation_efficiency(records, rule).assign(variant=name)
+              for name, records in format3_dumps(run_dir, n_per_knob).items()]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["variant", *[c for c in frame.columns if c != "variant"]]]

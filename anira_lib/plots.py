@@ -74,7 +74,7 @@ def plot_knob_curves(results: dict[str, list[dict]], knob_label: str, title: str
 
 def plot_oracle_vs_chosen(frames: dict, knob_labels: dict | None = None, path: str | Path | None = None,
                           title: str = ""):
-    """Sufficient against chosen depth per knob, one panel per task (`sufficient_depth.run_efficiency`
+    """Sufficient against chosen depth per knob, one panel per task (`experiments.run_efficiency`
     frames by task): each variant's chosen d̄ (solid) and the mean sufficient depth of its own answer
     tokens (dashed), on one shared depth axis."""
     fig, axes = plt.subplots(1, len(frames), figsize=(4.2 * len(frames), 3.4), squeeze=False, sharey=True)

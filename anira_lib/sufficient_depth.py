@@ -11,8 +11,9 @@ greedy prediction had it exited at iteration i is the supervised token. Two defi
 
 Both are undefined (None / NaN) for a token never correct at D ("unsolved"). `allocation_efficiency`
 compares them per knob with the depth the model chose (its exit depth under the inference rule);
-`run_efficiency` does it for every variant of a run folder, re-evaluating a variant whose dump
-predates the per-iteration fields (format 2) from its saved model.
+`experiments.run_efficiency` does it for every variant of a run folder, re-evaluating a variant whose
+dump predates the per-iteration fields (format 2) from its saved model. This module reads records
+only: it imports nothing that evaluates or trains.
 """
 
 from __future__ import annotations
@@ -93,38 +94,3 @@ def allocation_efficiency(records: list[dict], rule: str = "stable") -> pd.DataF
                      "accuracy_lost": float(((chosen < need) & ~solved["correct_at_exit"].to_numpy()).sum() / len(g)),
                      "excess_iterations": float(np.maximum(chosen - need, 0).mean()) if len(solved) else np.nan})
     return pd.DataFrame(rows)
-
-
-def format3_dumps(run_dir, n_per_knob: int | None = None) -> dict[str, list[dict]]:
-    """{variant: records} of a run folder's allocation dumps, each with the per-iteration fields: a
-    variant whose dump lacks them is evaluated again from its saved model (run_dir/<dump stem>/, e.g.
-    allocations_early.jsonl -> early/) on the same knob values and as many examples per knob (or
-    `n_per_knob`), rewriting its dump."""
-    from pathlib import Path
-
-    from .checkpoint_eval import run_config
-    from .evaluate import evaluate_knobs
-    from .explorer import load_allocations, load_dump, variant_name
-    from .train import load_run
-
-    run_dir = Path(run_dir)
-    load_allocations(run_dir)  # one line naming the problem if there are no dumps or they mix tasks
-    data = {}
-    for path in sorted(run_dir.glob("allocations_*.jsonl")):
-        records = load_dump(path)
-        if "iteration_correct" not in records[0]:
-            run = load_run(run_config(run_dir / path.stem.removeprefix("allocations_")))
-            knobs = list(dict.fromkeys(r["knob"] for r in records))
-            count = n_per_knob or max(sum(r["knob"] == k for r in records) for k in knobs)
-            evaluate_knobs(run.model, run.task, knobs, n_per_knob=count, dump_path=path, progress=False)
-            records = load_dump(path)
-        data[variant_name(path)] = records
-    return data
-
-
-def run_efficiency(run_dir, rule: str = "stable", n_per_knob: int | None = None) -> pd.DataFrame:
-    """`allocation_efficiency` of every variant in a run folder, one frame with a variant column."""
-    frames = [allocation_efficiency(records, rule).assign(variant=name)
-              for name, records in format3_dumps(run_dir, n_per_knob).items()]
-    frame = pd.concat(frames, ignore_index=True)
-    return frame[["variant", *[c for c in frame.columns if c != "variant"]]]

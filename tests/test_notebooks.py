@@ -256,7 +256,7 @@ def _check_answer_regression(run):
 def _check_sufficient_depth(run):
     import pandas as pd
 
-    from anira_lib.sufficient_depth import run_efficiency
+    from anira_lib.experiments import run_efficiency
 
     # the small runs trained where none was found: 4 examples per knob, one answer each (MANO), 3-4 (DEPO)
     for task, knobs, answers in (("mano", [1, 2, 3, 4], {4}), ("depo", [1, 2, 3], set(range(12, 17)))):
