@@ -30,11 +30,11 @@ test-fast: env
 ## findings: the paper's claims as verdicts over 3 seeds at CPU scale (configs/studies/findings.yaml; resumable:
 ## a kill loses at most the steps since a run's last checkpoint), writes docs/findings.md and the README's table
 findings: env
-	$(PY) -m anira_lib.findings_run configs/studies/findings.yaml
+	$(PY) -m anira_lib.studies.findings_run configs/studies/findings.yaml
 
 ## calibration-report: docs/calibration.md from the stored screens in data/calibration/
 calibration-report: env
-	$(PY) -m anira_lib.calibration configs/studies/calibration.yaml --report docs/calibration.md
+	$(PY) -m anira_lib.studies.calibration configs/studies/calibration.yaml --report docs/calibration.md
 
 ## bench: every benchmark, each printing its ratios side by side (CPU presets)
 bench: env

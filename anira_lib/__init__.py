@@ -2,9 +2,9 @@
 
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from .cache import AllocationCache
-from .configuration import AniraConfig
-from .model import AniraCausalLMOutput, AniraForCausalLM, AniraModel
+from .modeling.cache import AllocationCache
+from .modeling.configuration import AniraConfig
+from .modeling.model import AniraCausalLMOutput, AniraForCausalLM, AniraModel
 
 AutoConfig.register("anira", AniraConfig, exist_ok=True)
 AutoModelForCausalLM.register(AniraConfig, AniraForCausalLM, exist_ok=True)

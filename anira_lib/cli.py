@@ -7,7 +7,7 @@
     anira evaluate --checkpoints runs/08_training_dynamics/mano/early
     anira clrs --split eval
 
-Each subcommand is the module's own command line (`python -m anira_lib.train` and so on, which keep
+Each subcommand is the module's own command line (`python -m anira_lib.training.train` and so on, which keep
 working); its module is imported only when that subcommand runs.
 """
 
@@ -19,18 +19,18 @@ from contextlib import contextmanager
 
 # subcommand -> (module, one line for `anira --help`)
 COMMANDS = {
-    "train": ("anira_lib.train", "train one run from a YAML config and key=value overrides (resumable)"),
+    "train": ("anira_lib.training.train", "train one run from a YAML config and key=value overrides (resumable)"),
     "notebooks": ("anira_lib.notebooks", "list the notebooks or run one headlessly with parameters"),
-    "findings": ("anira_lib.findings_run", "the paper's claims as verdicts over seeds (writes docs/findings.md)"),
-    "calibration": ("anira_lib.calibration", "screen candidate defaults as fixed-1 against fixed-D"),
-    "evaluate": ("anira_lib.checkpoint_eval", "accuracy and d̄ per knob at every kept checkpoint of a run"),
+    "findings": ("anira_lib.studies.findings_run", "the paper's claims as verdicts over seeds (writes docs/findings.md)"),
+    "calibration": ("anira_lib.studies.calibration", "screen candidate defaults as fixed-1 against fixed-D"),
+    "evaluate": ("anira_lib.evaluation.checkpoint_eval", "accuracy and d̄ per knob at every kept checkpoint of a run"),
     "clrs": ("anira_lib.tasks.clrs", "generate and cache CLRS-Text splits under data/clrs/"),
 }
 
 
 def program_name(module: str) -> str:
     """What a command calls itself in its usage line: `anira train` when run through `anira`,
-    else `python -m anira_lib.train` (argparse would say `train.py`)."""
+    else `python -m anira_lib.training.train` (argparse would say `train.py`)."""
     return sys.argv[0] if sys.argv and sys.argv[0].startswith("anira ") else f"python -m {module}"
 
 

@@ -203,7 +203,7 @@ def main(argv=None):
         print(parameters_cell(load_notebook(path)).source)
         return
     with one_line_errors("anira notebooks", args.debug, hint=""):  # the executed copy named in it holds the cell's traceback
-        from .run_config import parse_overrides, read_mapping
+        from .training.run_config import parse_overrides, read_mapping
 
         params = read_mapping(args.parameters_file, "parameters file") if args.parameters_file else {}
         params.update(parse_overrides(args.param))

@@ -28,8 +28,8 @@ import statistics
 
 import torch
 
-from anira_lib.decode_profile import CATEGORIES, decode_profile
-from anira_lib.savings import dense_reference, layer_bound, measure_decode, random_adaptive_model
+from anira_lib.evaluation.decode_profile import CATEGORIES, decode_profile
+from anira_lib.evaluation.savings import dense_reference, layer_bound, measure_decode, random_adaptive_model
 
 PRESETS = {
     "cpu": dict(hidden_size=256, intermediate_size=1024, num_attention_heads=8, max_depth=8, prompt=64, new=64),
@@ -53,7 +53,7 @@ def main():
     ap.add_argument("--spread", type=float, default=0.15, help="std of the decider's output weights")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--profile", action="store_true",
-                    help="also print where one decode's time goes (anira_lib.decode_profile), adaptive and dense")
+                    help="also print where one decode's time goes (anira_lib.evaluation.decode_profile), adaptive and dense")
     args = ap.parse_args()
     p = PRESETS[args.preset]
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)

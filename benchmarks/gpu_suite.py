@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import MODELS, PRESETS as TRAIN_PRESETS, Stepper  # noqa: E402
 
 from anira_lib.files import atomic_write_json, atomic_write_text  # noqa: E402
-from anira_lib.savings import cached_decoding_error, layer_bound, measure_decode, random_adaptive_model  # noqa: E402
+from anira_lib.evaluation.savings import cached_decoding_error, layer_bound, measure_decode, random_adaptive_model  # noqa: E402
 from anira_lib.tasks import get_task  # noqa: E402
 
 BREVO_PAPER = dict(task="brevo", task_args={"max_nodes": 70}, hidden_size=512, intermediate_size=2048,

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from anira_lib.proxies import compute_proxies, window_proxies
+from anira_lib.analysis.proxies import compute_proxies, window_proxies
 from anira_lib.tasks import get_task
 
 

@@ -6,7 +6,7 @@
 
 All four models share sizes (H, I, heads; Llama gets P + D + C layers) and see the same batches of
 the preset's task (MANO unless the preset names a notebook).
-Each model is stepped these ways, through the trainer's own step (`anira_lib.training_step.train_step`):
+Each model is stepped these ways, through the trainer's own step (`anira_lib.training.training_step.train_step`):
   before    eager forward/backward, AdamW's per-tensor loop (the trainer until 2026-12-02)
   eager     eager, fused AdamW (compile=false today)
   compiled  `compile_for_training` inside `compiled_training`, fused AdamW (compile=true): on a CPU,
@@ -33,10 +33,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from anira_lib import AniraConfig, AniraForCausalLM
-from anira_lib.pointwise_attention import POINTWISE_ATTENTION
+from anira_lib.modeling.pointwise_attention import POINTWISE_ATTENTION
 from anira_lib.tasks import get_task
-from anira_lib.training_compile import attending, compile_for_training, compiled_training
-from anira_lib.training_step import train_step
+from anira_lib.training.training_compile import attending, compile_for_training, compiled_training
+from anira_lib.training.training_step import train_step
 
 _CLRS = ("minimum", "binary_search", "insertion_sort", "find_maximum_subarray_kadane")  # 05_clrs's default mix
 PRESETS = {

@@ -55,8 +55,8 @@ figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the commit
 # %%
 from IPython.display import display
 
-from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
-from anira_lib.experiments import VARIANTS, compare_deciders
+from anira_lib.analysis.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.studies.experiments import VARIANTS, compare_deciders
 from anira_lib.project import figure_folder, work_from_project_root
 
 work_from_project_root()

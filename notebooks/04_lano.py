@@ -55,9 +55,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity
-from anira_lib.experiments import VARIANTS, evaluate_lano, train_variants
-from anira_lib.plots import plot_sentence_proxies
+from anira_lib.analysis.depth_necessity import DEPTH_BASELINES, depth_necessity
+from anira_lib.studies.experiments import VARIANTS, evaluate_lano, train_variants
+from anira_lib.display.plots import plot_sentence_proxies
 from anira_lib.project import figure_folder, work_from_project_root
 
 work_from_project_root()

@@ -58,8 +58,8 @@ figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the commit
 import pandas as pd
 from IPython.display import display
 
-from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
-from anira_lib.experiments import VARIANTS, evaluate_clrs, train_variants
+from anira_lib.analysis.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.studies.experiments import VARIANTS, evaluate_clrs, train_variants
 from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.tasks import get_task
 

@@ -18,7 +18,7 @@
 #
 # An incremental prefix parser (Nowak & Cotterell 2023) reads each held-out sentence one token at a
 # time; after token k its charts give four proxies of how much parsing work token k causes
-# (`anira_lib.prefix_parser`, docs/prefix_parser.md):
+# (`anira_lib.analysis.prefix_parser`, docs/prefix_parser.md):
 #
 # | proxy | chart quantity | reading |
 # |---|---|---|
@@ -52,13 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
-from anira_lib.analysis import format_table, proxy_correlations
-from anira_lib.experiments import evaluate_lano, train_variants
+from anira_lib.analysis.correlations import format_table, proxy_correlations
+from anira_lib.studies.experiments import evaluate_lano, train_variants
 from anira_lib.files import atomic_write_json, atomic_write_text
-from anira_lib.plots import plot_sentence_proxies
-from anira_lib.prefix_parser import FEATURES
+from anira_lib.display.plots import plot_sentence_proxies
+from anira_lib.analysis.prefix_parser import FEATURES
 from anira_lib.project import figure_folder, work_from_project_root
-from anira_lib.proxies import compute_proxies
+from anira_lib.analysis.proxies import compute_proxies
 
 work_from_project_root()
 

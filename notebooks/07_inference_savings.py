@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 07 · Inference savings: decode speed and KV memory vs d̄
 #
-# With the allocation-aware cache (`anira_lib.cache`), a token that exits after d iterations runs
+# With the allocation-aware cache (`anira_lib.modeling.cache`), a token that exits after d iterations runs
 # only those d iterations at decode time and keeps P + C + d (+1 frozen) keys/values instead of
 # P + D + C. ANIRA-O's threshold τ sets how early tokens stop (Eq. 7 with u = τ): sweeping it trades
 # compute for accuracy (paper Fig. 10). Here we measure what each τ buys: d̄ of the decoded tokens,
@@ -48,10 +48,10 @@ from transformers import AutoModelForCausalLM
 
 import anira_lib  # noqa: F401  (registers the model with the Auto classes)
 from anira_lib.files import atomic_write_json
-from anira_lib.plots import plot_savings
+from anira_lib.display.plots import plot_savings
 from anira_lib.project import figure_folder, work_from_project_root
-from anira_lib.savings import decode_savings, random_adaptive_model
-from anira_lib.widgets import savings_view
+from anira_lib.evaluation.savings import decode_savings, random_adaptive_model
+from anira_lib.display.widgets import savings_view
 
 work_from_project_root()
 

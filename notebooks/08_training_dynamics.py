@@ -40,8 +40,8 @@ from pathlib import Path
 
 from IPython.display import display
 
-from anira_lib.dynamics import plot_progression, training_dynamics
-from anira_lib.experiments import train_variants
+from anira_lib.analysis.dynamics import plot_progression, training_dynamics
+from anira_lib.studies.experiments import train_variants
 from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.results import write_frame
 

@@ -45,8 +45,8 @@ figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the commit
 # %%
 from IPython.display import display
 
-from anira_lib.depth_necessity import depth_necessity
-from anira_lib.extrapolation import compare_extrapolation, past_training
+from anira_lib.analysis.depth_necessity import depth_necessity
+from anira_lib.studies.extrapolation import compare_extrapolation, past_training
 from anira_lib.project import figure_folder, work_from_project_root
 
 work_from_project_root()

@@ -41,12 +41,12 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from anira_lib.pareto import pareto_over_seeds, pareto_sweep, plot_pareto
+from anira_lib.analysis.pareto import pareto_over_seeds, pareto_sweep, plot_pareto
 from anira_lib.project import figure_folder, work_from_project_root
 from anira_lib.results import write_frame
-from anira_lib.run_config import TrainConfig
-from anira_lib.parallel_training import train_parallel
-from anira_lib.train import load_run
+from anira_lib.training.run_config import TrainConfig
+from anira_lib.training.parallel_training import train_parallel
+from anira_lib.training.train import load_run
 
 work_from_project_root()
 

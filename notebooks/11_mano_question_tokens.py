@@ -38,12 +38,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from anira_lib.experiments import compare_deciders
-from anira_lib.explorer import find_runs, load_allocations
+from anira_lib.studies.experiments import compare_deciders
+from anira_lib.evaluation.explorer import find_runs, load_allocations
 from anira_lib.files import atomic_write_text
-from anira_lib.plots import plot_question_tokens
+from anira_lib.display.plots import plot_question_tokens
 from anira_lib.project import figure_folder, work_from_project_root
-from anira_lib.question_tokens import depth_by_cell, fit_parse_models, question_token_table
+from anira_lib.analysis.question_tokens import depth_by_cell, fit_parse_models, question_token_table
 
 work_from_project_root()
 

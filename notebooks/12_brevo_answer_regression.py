@@ -42,11 +42,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from anira_lib.answer_regression import answer_regression, compare_with_paper
-from anira_lib.experiments import compare_deciders
-from anira_lib.explorer import find_runs, load_allocations
+from anira_lib.analysis.answer_regression import answer_regression, compare_with_paper
+from anira_lib.studies.experiments import compare_deciders
+from anira_lib.evaluation.explorer import find_runs, load_allocations
 from anira_lib.files import atomic_write_text
-from anira_lib.plots import plot_delta_r2
+from anira_lib.display.plots import plot_delta_r2
 from anira_lib.project import figure_folder, work_from_project_root
 
 work_from_project_root()

@@ -58,7 +58,7 @@ from pathlib import Path
 
 from IPython.display import display
 
-from anira_lib.natural_language import natural_language_run, plot_table3, prompt_example, smoke_inputs
+from anira_lib.studies.natural_language import natural_language_run, plot_table3, prompt_example, smoke_inputs
 from anira_lib.project import figure_folder, work_from_project_root
 
 work_from_project_root()

@@ -40,11 +40,11 @@ from pathlib import Path
 
 from IPython.display import display
 
-from anira_lib.experiments import compare_deciders
-from anira_lib.explorer import depth_histogram, find_runs, knob_label, load_allocations
-from anira_lib.plots import plot_depth_histograms
+from anira_lib.studies.experiments import compare_deciders
+from anira_lib.evaluation.explorer import depth_histogram, find_runs, knob_label, load_allocations
+from anira_lib.display.plots import plot_depth_histograms
 from anira_lib.project import figure_folder, work_from_project_root
-from anira_lib.widgets import explore
+from anira_lib.display.widgets import explore
 
 work_from_project_root()
 

@@ -47,7 +47,7 @@ figure_dir = ""         # "" = <out_dir>/figures; "figures" refreshes the commit
 # %%
 from IPython.display import display
 
-from anira_lib.experiments import sufficient_depth_study
+from anira_lib.studies.experiments import sufficient_depth_study
 from anira_lib.project import figure_folder, work_from_project_root
 
 work_from_project_root()

@@ -26,7 +26,7 @@ def tiny_model(seed=0, **kw) -> AniraForCausalLM:
 def write_dumps(run, task, knob_values, n_per_knob=6, max_depth=4):
     """A run directory's allocation dumps (allocations_early/online.jsonl) from tiny untrained models:
     what the explorer reads, without training anything."""
-    from anira_lib.evaluate import evaluate_knobs
+    from anira_lib.evaluation.evaluate import evaluate_knobs
 
     for seed, decider in enumerate(("early", "online")):
         model = tiny_model(seed=seed, vocab_size=task.vocab_size, decider=decider, max_depth=max_depth,

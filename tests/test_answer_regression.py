@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from anira_lib.answer_regression import PAPER, answer_regression, compare_with_paper
-from anira_lib.explorer import load_allocations
+from anira_lib.analysis.answer_regression import PAPER, answer_regression, compare_with_paper
+from anira_lib.evaluation.explorer import load_allocations
 from anira_lib.tasks.brevo import BrevoTask
 from anira_lib.tasks.brevo_features import answer_token_table
 

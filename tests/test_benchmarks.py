@@ -33,7 +33,7 @@ def test_train_throughput_rejects_an_unknown_model_and_too_few_rounds():
 def test_the_dense_reference_has_the_adaptive_model_s_average_layer_count(P, R, C, d_bar):
     import torch
 
-    from anira_lib.savings import dense_reference, measure_decode
+    from anira_lib.evaluation.savings import dense_reference, measure_decode
     from tests.conftest import tiny_config
 
     config = tiny_config(prelude_layers=P, recurrent_layers=R, coda_layers=C)
@@ -69,8 +69,8 @@ def test_decode_benchmark_prints_bound_and_dense_reference_columns():
 def test_decode_profile_splits_the_wall_time_by_module():
     import torch
 
-    from anira_lib.decode_profile import CATEGORIES, decode_profile
-    from anira_lib.savings import dense_reference, random_adaptive_model
+    from anira_lib.evaluation.decode_profile import CATEGORIES, decode_profile
+    from anira_lib.evaluation.savings import dense_reference, random_adaptive_model
 
     model = random_adaptive_model("online", 32, 64, 2, 4)
     ids = torch.randint(1, 60, (2, 6), generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 import anira_lib  # noqa: F401  (registers the auto classes)
 from anira_lib import AllocationCache, AniraConfig, AniraForCausalLM
-from anira_lib.run_config import TrainConfig
+from anira_lib.training.run_config import TrainConfig
 
 from .conftest import tiny_config, tiny_model
 

@@ -83,7 +83,7 @@ def test_sampled_examples_satisfy_the_definitions():
 
 
 def test_answer_token_table_joins_dump_records_with_their_compute(tmp_path):
-    from anira_lib.explorer import load_allocations
+    from anira_lib.evaluation.explorer import load_allocations
 
     from .conftest import write_dumps
 

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from anira_lib import AllocationCache, AniraConfig, AniraForCausalLM
-from anira_lib.cache import CacheLayout, PackedKVLayer
+from anira_lib.modeling.cache import CacheLayout, PackedKVLayer
 
 B, T, PREFILL = 3, 10, 5
 

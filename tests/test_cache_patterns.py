@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from anira_lib import AllocationCache, AniraConfig, AniraForCausalLM
-from anira_lib.cache import CacheStep, SlotView
+from anira_lib.modeling.cache import CacheStep, SlotView
 
 D, VOCAB, TOL = 3, 13, 1e-5
 PATTERNS = [p for T in (2, 3, 4) for p in itertools.product(range(1, D + 1), repeat=T)]

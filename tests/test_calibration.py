@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from anira_lib.calibration import load_candidates, main, screen, summary, write_report
+from anira_lib.studies.calibration import load_candidates, main, screen, summary, write_report
 
 TINY = {"task": "mano", "knobs": [1, 2], "eval_per_knob": 8, "note": "tiny",
         "settings": {"task_args": {"max_ops": 2, "modulus": 2}, "max_depth": 3, "hidden_size": 32,

@@ -8,12 +8,12 @@ import sys
 import pandas as pd
 import pytest
 
-from anira_lib.checkpoint_eval import CheckpointError, evaluate_checkpoints, kept_checkpoints
-from anira_lib.evaluate import evaluate_knobs
-from anira_lib.model import AniraForCausalLM
-from anira_lib.run_config import TrainConfig
+from anira_lib.evaluation.checkpoint_eval import CheckpointError, evaluate_checkpoints, kept_checkpoints
+from anira_lib.evaluation.evaluate import evaluate_knobs
+from anira_lib.modeling.model import AniraForCausalLM
+from anira_lib.training.run_config import TrainConfig
 from anira_lib.tasks import get_task
-from anira_lib.train import train
+from anira_lib.training.train import train
 
 TINY = dict(task="mano", task_args={"max_ops": 2, "modulus": 5}, hidden_size=32, intermediate_size=64, max_depth=3,
             batch_size=8, steps=6, checkpoint_every=2, log_every=1, warmup_steps=2, progress=False,
@@ -51,7 +51,7 @@ def test_a_killed_evaluation_resumes_without_repeating_a_step(run, tmp_path, mon
     """Every kill point: three snapshots pass two fault points each (rows written, renamed). A kill at
     point k leaves the first k // 2 steps in the file; the resumed evaluation does only the rest."""
     out = tmp_path / "eval.csv"
-    code = ("from anira_lib.checkpoint_eval import evaluate_checkpoints as e; "
+    code = ("from anira_lib.evaluation.checkpoint_eval import evaluate_checkpoints as e; "
             f"e({str(run)!r}, out_path={str(out)!r}, knobs=[1, 2], n_per_knob=6, seed=7, progress=False)")
     env = {**os.environ, "ANIRA_FAULT_AT": str(kill_at)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -59,7 +59,7 @@ def test_a_killed_evaluation_resumes_without_repeating_a_step(run, tmp_path, mon
     kept = [2, 4, 6][: kill_at // 2]
     assert (sorted(set(pd.read_csv(out)["step"])) if out.is_file() else []) == kept
 
-    import anira_lib.checkpoint_eval as ce
+    import anira_lib.evaluation.checkpoint_eval as ce
 
     calls = []
     monkeypatch.setattr(ce, "evaluate_knobs", lambda model, *a, **kw: calls.append(1) or evaluate_knobs(model, *a, **kw))
@@ -91,11 +91,11 @@ def test_runs_it_cannot_evaluate_are_named(run, tmp_path):
 
 
 def test_command_line(run, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "anira_lib.checkpoint_eval", "--checkpoints", str(run), "--knobs", "1", "2",
+    proc = subprocess.run([sys.executable, "-m", "anira_lib.evaluation.checkpoint_eval", "--checkpoints", str(run), "--knobs", "1", "2",
                            "--n-per-knob", "4", "--task", "mano"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 checkpoints" in proc.stdout and (run / "checkpoint_eval.csv").is_file()
-    bad = subprocess.run([sys.executable, "-m", "anira_lib.checkpoint_eval", "--checkpoints", str(tmp_path)],
+    bad = subprocess.run([sys.executable, "-m", "anira_lib.evaluation.checkpoint_eval", "--checkpoints", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("anira evaluate: error:")
     assert "not a training run" in bad.stderr and "Traceback" not in bad.stderr

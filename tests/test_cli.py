@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from anira_lib import cli
-from anira_lib.run_config import TrainConfig
+from anira_lib.training.run_config import TrainConfig
 
 
 def test_help_lists_every_command(capsys):
@@ -45,9 +45,9 @@ def test_train_help_lists_every_config_field_with_its_default(capsys, monkeypatc
 
 def test_outside_anira_the_usage_names_the_module(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/somewhere/train.py"])
-    assert cli.program_name("anira_lib.train") == "python -m anira_lib.train"
+    assert cli.program_name("anira_lib.training.train") == "python -m anira_lib.training.train"
     monkeypatch.setattr(sys, "argv", ["anira train"])
-    assert cli.program_name("anira_lib.train") == "anira train"
+    assert cli.program_name("anira_lib.training.train") == "anira train"
 
 
 def test_notebooks_list_gives_each_notebook_with_what_it_shows(capsys):

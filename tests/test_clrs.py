@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from anira_lib import clrs_text
+from anira_lib.tasks import clrs_text
 from anira_lib.tasks import get_task, rng_for
 from anira_lib.tasks.clrs import CharTokenizer, cache_file, compare_with_published, load_pair, read_published
 
@@ -32,7 +32,7 @@ def test_generation_imports_no_tensorflow_jax_or_haiku():
     """In a fresh interpreter: generate, then none of the heavy modules (or a stand-in) is loaded."""
     code = (
         "import sys, importlib.util\n"
-        "from anira_lib import clrs_text\n"
+        "from anira_lib.tasks import clrs_text\n"
         "clrs_text.generate('bfs', 5, 3, seed=0)\n"
         "clrs_text.golden_text('graham_scan', 5, use_hints=True)\n"
         "heavy = clrs_text.HEAVY_MODULES\n"

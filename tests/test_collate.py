@@ -4,7 +4,7 @@ import random
 
 import torch
 
-from anira_lib.model import IGNORE_INDEX
+from anira_lib.modeling.model import IGNORE_INDEX
 from anira_lib.tasks import Example, collate, get_task, rng_for
 
 

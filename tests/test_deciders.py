@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from anira_lib.deciders import (
+from anira_lib.modeling.deciders import (
     depth_from_cdf,
     early_log_q,
     expected_depth,
@@ -113,7 +113,7 @@ def test_survival_mask():
 @pytest.mark.parametrize("decider", ["early", "online"])
 @pytest.mark.parametrize("target", [1.5, 3.0, 5.5])
 def test_bias_for_expected_depth(decider, target):
-    from anira_lib.deciders import bias_for_expected_depth
+    from anira_lib.modeling.deciders import bias_for_expected_depth
 
     b = bias_for_expected_depth(decider, 6, target)
     lq = early_log_q(b) if decider == "early" else online_log_q(b.expand(5))

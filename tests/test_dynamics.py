@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anira_lib.dynamics import first_step_reaching, over_seeds, plot_progression, training_dynamics, two_phases
-from anira_lib.pareto import pareto_over_seeds, plot_pareto
+from anira_lib.analysis.dynamics import first_step_reaching, over_seeds, plot_progression, training_dynamics, two_phases
+from anira_lib.analysis.pareto import pareto_over_seeds, plot_pareto
 
 matplotlib.use("Agg")
 
@@ -60,7 +60,7 @@ def test_statistics_over_seeds(frame):
 
 
 def test_training_dynamics_reads_the_runs_it_is_given(frame, monkeypatch):
-    import anira_lib.checkpoint_eval as ce
+    import anira_lib.evaluation.checkpoint_eval as ce
 
     monkeypatch.setattr(ce, "evaluate_runs", lambda run_dirs, **kw: frame[frame["run"].isin(run_dirs)])
     result = training_dynamics(["a/seed_0", "a/seed_1"], level=0.9)

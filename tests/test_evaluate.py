@@ -4,7 +4,7 @@ import json
 import numpy as np
 import torch
 
-from anira_lib.evaluate import evaluate_knobs, token_frame
+from anira_lib.evaluation.evaluate import evaluate_knobs, token_frame
 from anira_lib.files import read_jsonl
 from anira_lib.tasks import collate
 from anira_lib.tasks.mano import ManoTask
@@ -58,7 +58,7 @@ def test_correct_only_dump_and_token_frame(tmp_path):
 
 def test_every_dump_record_names_its_variant(tmp_path):
     from anira_lib.variants import model_variant
-    from anira_lib.explorer import load_allocations
+    from anira_lib.evaluation.explorer import load_allocations
     from anira_lib.tasks import ManoTask
 
 

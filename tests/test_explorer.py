@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anira_lib import explorer as ex
-from anira_lib.evaluate import DUMP_FORMAT
+from anira_lib.evaluation import explorer as ex
+from anira_lib.evaluation.evaluate import DUMP_FORMAT
 from anira_lib.tasks import get_task
-from anira_lib.widgets import explore
+from anira_lib.display.widgets import explore
 
 from .conftest import write_dumps
 
@@ -202,7 +202,7 @@ def test_the_heat_map_names_the_knob_as_the_task_does():
     assert ex.knob_label("brevo") == "number of nodes n" and ex.knob_label("someone_elses_task") == "knob"
     import matplotlib.pyplot as plt
 
-    from anira_lib.plots import draw_depth_histogram
+    from anira_lib.display.plots import draw_depth_histogram
 
     fig, ax = plt.subplots()
     draw_depth_histogram(ax, pd.DataFrame([[0.5, 0.5]], index=pd.Index(["1"], name="knob")), "E", ex.knob_label("mano"))

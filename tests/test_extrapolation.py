@@ -2,7 +2,7 @@
 
 import pytest
 
-import anira_lib.extrapolation as ex
+import anira_lib.studies.extrapolation as ex
 
 
 def test_knobs_beyond_the_sampler_are_refused_by_name():

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from anira_lib.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
-from anira_lib.findings import (CLAIMS, comparison_rows, extrapolation_rows, read_comparison, tau_trade_by_seed,
+from anira_lib.analysis.depth_necessity import DEPTH_BASELINES, depth_necessity, summarize_necessity
+from anira_lib.analysis.findings import (CLAIMS, comparison_rows, extrapolation_rows, read_comparison, tau_trade_by_seed,
                                 unseen_drop_by_seed, verdict)
 from anira_lib.intervals import seed_interval
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from anira_lib.findings_run import load_plan, main, verdicts
+from anira_lib.studies.findings_run import load_plan, main, verdicts
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, max_depth=3, steps=12, batch_size=16,
             warmup_steps=2, checkpoint_every=6, progress=False)

@@ -4,7 +4,7 @@ and bf16 decoding within the suite's tolerance. `benchmarks/gpu_suite.py` report
 import pytest
 import torch
 
-from anira_lib.savings import cached_decoding_error, random_adaptive_model
+from anira_lib.evaluation.savings import cached_decoding_error, random_adaptive_model
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from anira_lib.gsm_symbolic import (GsmDataError, build_prompt, chain_of_thought, evaluate_gsm, extract_answer,
+from anira_lib.studies.gsm_symbolic import (GsmDataError, build_prompt, chain_of_thought, evaluate_gsm, extract_answer,
                                     is_correct, read_split, synthetic_rows, write_synthetic)
 
 
@@ -39,7 +39,7 @@ def test_chain_of_thought_and_prompt():
 
 
 def test_the_answer_ends_before_the_stop_marker_or_eos():
-    from anira_lib.gsm_symbolic import StopAtMarker, answer_length
+    from anira_lib.studies.gsm_symbolic import StopAtMarker, answer_length
 
     from .test_retrofit import trained_tokenizer
 
@@ -89,7 +89,7 @@ def test_synthetic_rows_add_clauses_and_check_out():
 
 
 def test_generation_depths_are_the_uncached_passes(tmp_path):
-    from anira_lib.retrofit import from_llama
+    from anira_lib.modeling.retrofit import from_llama
 
     from .test_retrofit import tiny_llama, trained_tokenizer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anira_lib import inductor_cache
+from anira_lib.training import inductor_cache
 
 
 def entry(root: Path, name: str, size: int) -> Path:
@@ -77,7 +77,7 @@ def test_run_recovering_lets_other_errors_through_and_gives_up_after_its_attempt
 def test_the_training_compile_goes_through_the_recovery(tmp_path, monkeypatch, capsys):
     import torch
 
-    from anira_lib.training_compile import compile_on_first_batch
+    from anira_lib.training.training_compile import compile_on_first_batch
 
     monkeypatch.setattr(inductor_cache, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(torch._dynamo, "reset", lambda: None)
@@ -100,7 +100,7 @@ def test_the_training_compile_goes_through_the_recovery(tmp_path, monkeypatch, c
 
 COMPILED = """
 import torch
-from anira_lib import inductor_cache
+from anira_lib.training import inductor_cache
 f = torch.compile(lambda x: (x.sin() * 2).sum(), options={"cpp_wrapper": True})
 print(inductor_cache.run_recovering(lambda: float(f(torch.ones(8))), reset=torch._dynamo.reset))
 """

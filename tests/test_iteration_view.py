@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from anira_lib.model import counterfactual_mask
+from anira_lib.modeling.model import counterfactual_mask
 
 from .conftest import tiny_model
 

@@ -9,11 +9,11 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 from anira_lib import AniraConfig, AniraForCausalLM
-from anira_lib.analysis import correlate, proxy_correlations
-from anira_lib.evaluate import generation_validity, kl_to_exact
-from anira_lib.pcfg import PCFGSampler, load_pcfg
-from anira_lib.prefix_parser import FEATURES, PrefixParser, to_cnf
-from anira_lib.proxies import compute_proxies, terminal_order, window_proxies
+from anira_lib.analysis.correlations import correlate, proxy_correlations
+from anira_lib.evaluation.evaluate import generation_validity, kl_to_exact
+from anira_lib.tasks.pcfg import PCFGSampler, load_pcfg
+from anira_lib.analysis.prefix_parser import FEATURES, PrefixParser, to_cnf
+from anira_lib.analysis.proxies import compute_proxies, terminal_order, window_proxies
 from anira_lib.tasks import get_task
 from anira_lib.tasks.lano import EOS
 

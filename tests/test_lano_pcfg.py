@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from anira_lib.pcfg import PCFGSampler, load_pcfg
+from anira_lib.tasks.pcfg import PCFGSampler, load_pcfg
 from anira_lib.tasks import get_task, rng_for
 from anira_lib.tasks.lano import EOS
 

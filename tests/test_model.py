@@ -6,15 +6,15 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import anira_lib  # noqa: F401  (registers the auto classes)
 from anira_lib import AniraConfig, AniraForCausalLM
-from anira_lib.deciders import kl_to_prior
-from anira_lib.model import passthrough
+from anira_lib.modeling.deciders import kl_to_prior
+from anira_lib.modeling.model import passthrough
 
 from .conftest import tiny_config, tiny_model
 
 
 def record_iterations(model, monkeypatch):
     """Store the state after every recurrent iteration and the Coda's input during one forward."""
-    import anira_lib.model as m
+    import anira_lib.modeling.model as m
 
     states, coda_in = [], []
     real = m.passthrough
@@ -211,7 +211,7 @@ def test_initial_depth_sets_starting_exit_distribution(decider, batch):
 def test_online_probe_rules_report_the_distribution_their_depths_come_from(rule):
     """ANIRA-O's mode/mean pick depths from q at full depth; exit_probs must be that q, so that
     exit_depths == rule(exit_probs) for every token (the forced pass's q differs from it)."""
-    from anira_lib.deciders import select_depth
+    from anira_lib.modeling.deciders import select_depth
 
     tokens = 0
     for seed in range(4):

@@ -8,9 +8,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from anira_lib.explorer import load_allocations
+from anira_lib.evaluation.explorer import load_allocations
 from anira_lib.notebooks import NOTEBOOK_DIR, check_parameters, declared_parameters, load_notebook, run_notebook
-from anira_lib.prefix_parser import FEATURES
+from anira_lib.analysis.prefix_parser import FEATURES
 
 TINY = {
     "01_mano": dict(steps=30, batch_size=32, eval_per_knob=16, max_ops=3, hidden_size=32, intermediate_size=64,
@@ -256,7 +256,7 @@ def _check_answer_regression(run):
 def _check_sufficient_depth(run):
     import pandas as pd
 
-    from anira_lib.experiments import run_efficiency
+    from anira_lib.studies.experiments import run_efficiency
 
     # the small runs trained where none was found: 4 examples per knob, one answer each (MANO), 3-4 (DEPO)
     for task, knobs, answers in (("mano", [1, 2, 3, 4], {4}), ("depo", [1, 2, 3], set(range(12, 17)))):
@@ -286,7 +286,7 @@ def test_unknown_or_mistyped_notebook_parameter_is_an_error():
 def test_a_cell_past_its_timeout_is_interrupted_and_leaves_no_worker(tmp_path):
     """The failed copy's traceback shows where the stuck cell was (here: the parent waiting on its training
     workers), and no worker trains on after the interrupt."""
-    from anira_lib.run_dir import lock_run_dir
+    from anira_lib.training.run_dir import lock_run_dir
 
     params = {**TINY["01_mano"], "steps": 100_000, "out_dir": str(tmp_path / "run"),
               "figure_dir": str(tmp_path / "figures")}

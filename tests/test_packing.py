@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from anira_lib import AniraConfig, AniraForCausalLM
-from anira_lib.model import IGNORE_INDEX as X
-from anira_lib.packing import PackedStream, data_files, load_packed, pack_documents, stream_packed
+from anira_lib.modeling.model import IGNORE_INDEX as X
+from anira_lib.tasks.packing import PackedStream, data_files, load_packed, pack_documents, stream_packed
 
 from .test_retrofit import tiny_llama, trained_tokenizer
 
@@ -140,7 +140,7 @@ def test_packed_stream_batches_resume_from_their_state_without_rereading(tmp_pat
 
 def lm_setup(tmp_path):
     """A corpus, a tokenizer folder and a converted tiny Llama sized to the tokenizer."""
-    from anira_lib.retrofit import convert_llama
+    from anira_lib.modeling.retrofit import convert_llama
 
     write_corpus(tmp_path / "corpus", 120)
     tok = trained_tokenizer()
@@ -157,8 +157,8 @@ def lm_setup(tmp_path):
 
 
 def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
-    from anira_lib.run_config import TrainConfig
-    from anira_lib.train import train
+    from anira_lib.training.run_config import TrainConfig
+    from anira_lib.training.train import train
 
     base = lm_setup(tmp_path)
     full = train(TrainConfig.from_dict({**base, "steps": 6, "out_dir": str(tmp_path / "full")}))
@@ -177,15 +177,15 @@ def test_a_converted_llama_trains_on_packed_rows_and_resumes_exactly(tmp_path):
     assert (tmp_path / "full" / "model" / "tokenizer.json").is_file()  # the tokenizer beside the model
     batch = full.task.train_batch(0, 4)
     assert batch["input_ids"].shape == (4, 16) and (batch["position_ids"] == 0).sum() >= 4
-    from anira_lib.training_step import model_inputs
+    from anira_lib.training.training_step import model_inputs
 
     assert set(model_inputs(batch)) == {"input_ids", "position_ids", "labels"}  # no mask: per-document attention
 
 
 def test_a_streaming_run_resumes_where_its_checkpoint_left_the_stream(tmp_path, monkeypatch):
-    from anira_lib.run_config import TrainConfig
-    from anira_lib.checkpoint import load_checkpoint
-    from anira_lib.train import train
+    from anira_lib.training.run_config import TrainConfig
+    from anira_lib.training.checkpoint import load_checkpoint
+    from anira_lib.training.train import train
 
     base = lm_setup(tmp_path)
     base["task_args"] = {**base["task_args"], "streaming": True, "eval_data": base["task_args"]["data"]}
@@ -215,12 +215,12 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path, streaming
             "decider=online",
             "batch_size=4", "checkpoint_every=2", "log_every=1", "progress=false", "warmup_steps=1", f"out_dir={tmp_path / 'ddp'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "anira_lib.train"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "anira_lib.training.train"]
     for steps, resume in ((4, []), (6, ["--resume"])):
         proc = subprocess.run(cmd + [*args, f"steps={steps}", *resume], env=env, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    from anira_lib.checkpoint import load_checkpoint
+    from anira_lib.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tmp_path / "ddp")
     assert ckpt["step"] == 6 and len(ckpt["rng"]) == 2
@@ -229,7 +229,7 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path, streaming
     assert ("data" in ckpt) == streaming
     if streaming:
         assert [d["next_step"] for d in ckpt["data"]] == [6, 6]  # the rank is in the stream, not its state
-        from anira_lib.train import main
+        from anira_lib.training.train import main
 
         with pytest.raises(SystemExit, match="written by 2 processes, each streaming its own share.*resume it with 2"):
             main([*args, "steps=8", "--resume"])
@@ -243,7 +243,7 @@ def test_two_gloo_processes_train_the_packed_task_and_resume(tmp_path, streaming
     ('null\n', "data.jsonl:1: a JSON null, not an object"),
 ])
 def test_bad_json_lines_are_refused_naming_the_file_and_line(tmp_path, content, words):
-    from anira_lib.packing import check_files
+    from anira_lib.tasks.packing import check_files
 
     path = tmp_path / "data.jsonl"
     path.write_text(content)
@@ -253,7 +253,7 @@ def test_bad_json_lines_are_refused_naming_the_file_and_line(tmp_path, content, 
 
 
 def test_good_json_lines_pass_the_check(tmp_path):
-    from anira_lib.packing import check_files
+    from anira_lib.tasks.packing import check_files
 
     path = tmp_path / "data.jsonl"
     path.write_text('{"text": "a b"}\n\n{"text": "c"}\n')

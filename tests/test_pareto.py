@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from anira_lib.pareto import pareto_sweep, settings
-from anira_lib.run_config import TrainConfig
-from anira_lib.savings import random_adaptive_model
-from anira_lib.train import train
+from anira_lib.analysis.pareto import pareto_sweep, settings
+from anira_lib.training.run_config import TrainConfig
+from anira_lib.evaluation.savings import random_adaptive_model
+from anira_lib.training.train import train
 
 
 @pytest.mark.parametrize("D", [3, 5])
@@ -60,7 +60,7 @@ def test_sweep_refuses_what_it_cannot_do(online_run):
 def test_tau_labels_skip_points_that_sit_on_a_labelled_one():
     import pandas as pd
 
-    from anira_lib.pareto import spaced_labels
+    from anira_lib.analysis.pareto import spaced_labels
 
     sweep = pd.DataFrame({"tau": [0.1, 0.2, 0.3, 0.9], "mean_depth": [1.0, 1.001, 2.0, 3.0],
                           "accuracy": [0.50, 0.501, 0.60, 0.70]})

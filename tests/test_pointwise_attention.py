@@ -10,8 +10,8 @@ from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from anira_lib import AniraConfig, AniraForCausalLM
-from anira_lib.pointwise_attention import POINTWISE_ATTENTION, pointwise_attention
-from anira_lib.training_compile import POINTWISE_MAX_LEN
+from anira_lib.modeling.pointwise_attention import POINTWISE_ATTENTION, pointwise_attention
+from anira_lib.training.training_compile import POINTWISE_MAX_LEN
 
 
 def _masks(T):

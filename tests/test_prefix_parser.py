@@ -10,8 +10,8 @@ import nltk
 import numpy as np
 import pytest
 
-from anira_lib.pcfg import PCFGSampler, load_pcfg
-from anira_lib.prefix_parser import END, FEATURES, PrefixParser, to_cnf
+from anira_lib.tasks.pcfg import PCFGSampler, load_pcfg
+from anira_lib.analysis.prefix_parser import END, FEATURES, PrefixParser, to_cnf
 
 # A finite grammar with every construct the converter handles: ternary and mixed-terminal rules, a
 # shared binarised tail, a unary rule and a terminal used both alone and inside longer rules.

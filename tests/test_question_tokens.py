@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anira_lib.explorer import load_allocations
-from anira_lib.question_tokens import depth_by_cell, fit_parse_models, question_token_table
+from anira_lib.evaluation.explorer import load_allocations
+from anira_lib.analysis.question_tokens import depth_by_cell, fit_parse_models, question_token_table
 from anira_lib.tasks import get_task
 
 from .conftest import write_dumps

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from anira_lib.run_config import TrainConfig
+from anira_lib.training.run_config import TrainConfig
 from anira_lib.tasks import TASKS, get_task
-from anira_lib.train import build_model
+from anira_lib.training.train import build_model
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -24,8 +24,8 @@ def mentions(text: str) -> list[str]:
 
 
 def test_the_pattern_finds_paths_and_ignores_other_words():
-    text = "see docs/tasks.md, or `anira_lib/cache.py`; not mydocs/x.md nor a/docs/y.md; configs/studies/."
-    assert mentions(text) == ["docs/tasks.md", "anira_lib/cache.py", "configs/studies"]
+    text = "see docs/tasks.md, or `anira_lib/modeling/cache.py`; not mydocs/x.md nor a/docs/y.md; configs/studies/."
+    assert mentions(text) == ["docs/tasks.md", "anira_lib/modeling/cache.py", "configs/studies"]
 
 
 def resolves(mention: str, source: Path) -> bool:

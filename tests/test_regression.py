@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anira_lib.regression import staged_regression
+from anira_lib.analysis.regression import staged_regression
 
 TRUE = {"Intercept": 0.5, "N": 0.3, "hub": 1.2, "frontier": -0.7}
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from anira_lib.retrofit import RetrofitError, convert_llama, from_llama, load_retrofitted, recurrent_indices
+from anira_lib.modeling.retrofit import RetrofitError, convert_llama, from_llama, load_retrofitted, recurrent_indices
 
 from .test_cache import cached_vs_full, left_padded_batch
 
@@ -159,7 +159,7 @@ def test_fused_checkpoints_it_cannot_read_are_named(tmp_path):
 
 def trained_tokenizer():
     """A byte-level BPE tokenizer trained on the spot (nothing downloaded); decoding gives the text back."""
-    from anira_lib.natural_language import train_tokenizer
+    from anira_lib.studies.natural_language import train_tokenizer
 
     corpus = ["two plus three is five", "one and one make two", "Q: how many? A: 4, 5.5 or -6."] * 20
     return train_tokenizer(corpus, vocab_size=300)

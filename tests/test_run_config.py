@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from anira_lib.configuration import AniraConfig
-from anira_lib.run_config import TrainConfig
+from anira_lib.modeling.configuration import AniraConfig
+from anira_lib.training.run_config import TrainConfig
 
 
 def test_model_fields_are_the_run_config_fields_the_model_config_declares():

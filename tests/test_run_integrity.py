@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from anira_lib import AniraConfig, faults
-from anira_lib.run_config import TrainConfig
-from anira_lib.run_dir import RunDirError, lock_run_dir
-from anira_lib.train import load_run, main, train
+from anira_lib.training.run_config import TrainConfig
+from anira_lib.training.run_dir import RunDirError, lock_run_dir
+from anira_lib.training.train import load_run, main, train
 
 from .conftest import tiny_model
 
@@ -239,14 +239,14 @@ def test_invalid_depth_rules_and_thresholds_are_refused_wherever_they_enter(kw, 
 
 
 def test_inference_savings_refuse_bad_taus_before_running():
-    from anira_lib.savings import decode_savings
+    from anira_lib.evaluation.savings import decode_savings
 
     with pytest.raises(ValueError, match=r"got 0.0"):
         decode_savings(tiny_model(decider="online").eval(), [0.0, 1.5, -2])
 
 
 def test_notebook_runs_resume_their_trainings(tmp_path):
-    from anira_lib.experiments import train_variants
+    from anira_lib.studies.experiments import train_variants
 
     settings = {k: v for k, v in TINY.items() if k != "keep_checkpoints"}
     first = train_variants({**settings, "steps": 4}, tmp_path, processes=1)
@@ -328,7 +328,7 @@ def test_empty_config_files_and_duplicate_keys_are_refused(tmp_path, text, messa
 
 def test_ctrl_c_in_the_training_cli_is_one_line(monkeypatch, tmp_path):
     """Issue 31: Ctrl-C printed a 74-line traceback (the data was safe)."""
-    import anira_lib.train as train_module
+    import anira_lib.training.train as train_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from anira_lib.model import IGNORE_INDEX
-from anira_lib.run_config import TrainConfig
+from anira_lib.modeling.model import IGNORE_INDEX
+from anira_lib.training.run_config import TrainConfig
 from anira_lib.tasks import get_task
-from anira_lib.checkpoint import load_checkpoint
-from anira_lib.train import build_model, train
-from anira_lib.training_step import accumulate_gradients
+from anira_lib.training.checkpoint import load_checkpoint
+from anira_lib.training.train import build_model, train
+from anira_lib.training.training_step import accumulate_gradients
 
 TINY = dict(task_args={"max_ops": 3, "modulus": 5}, hidden_size=32, intermediate_size=64,
             num_attention_heads=4, max_depth=3, batch_size=8, steps=6, log_every=1,
@@ -77,7 +77,7 @@ def torchrun(out_dir, steps, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     args = [f"{k}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in TINY.items() if k != "steps"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-           "anira_lib.train", *args, "decider=online", f"steps={steps}", f"out_dir={out_dir}", *extra]
+           "anira_lib.training.train", *args, "decider=online", f"steps={steps}", f"out_dir={out_dir}", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -101,7 +101,7 @@ def test_fsdp_trains_as_ddp_does_and_resumes_exactly(tmp_path):
     assert metric(tmp_path / "part") == metric(tmp_path / "whole")  # bit-identical resume
     part, whole = load_checkpoint(tmp_path / "part"), load_checkpoint(tmp_path / "whole")
     assert all(torch.equal(part["model"][k], whole["model"][k]) for k in whole["model"])
-    from anira_lib.model import AniraForCausalLM
+    from anira_lib.modeling.model import AniraForCausalLM
 
     for folder in (tmp_path / "fsdp" / "model", tmp_path / "fsdp" / "checkpoints" / "step_0000006"):
         saved = AniraForCausalLM.from_pretrained(folder).state_dict()
@@ -117,7 +117,7 @@ def test_a_checkpoint_from_before_the_new_keys_resumes_with_their_defaults(tmp_p
         del ckpt["config"][key]
     torch.save(ckpt, tmp_path / "checkpoint.pt")
     assert len(train(TrainConfig.from_dict({**cfg, "steps": 5}), resume=True).metrics) == 5
-    from anira_lib.run_dir import RunDirError
+    from anira_lib.training.run_dir import RunDirError
 
     with pytest.raises(RunDirError, match=r"grad_accum=1 \(now 2\)"):  # a real change is still refused
         train(TrainConfig.from_dict({**cfg, "steps": 6, "grad_accum": 2}), resume=True)

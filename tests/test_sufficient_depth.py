@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anira_lib.sufficient_depth import allocation_efficiency, sufficient_depths, token_table
+from anira_lib.evaluation.sufficient_depth import allocation_efficiency, sufficient_depths, token_table
 
 
 def reference(pattern, rule):
@@ -63,7 +63,7 @@ def test_format_2_records_are_refused_by_name():
 
 
 def test_dumps_carry_the_per_iteration_view(tmp_path):
-    from anira_lib.evaluate import evaluate_knobs, run_examples
+    from anira_lib.evaluation.evaluate import evaluate_knobs, run_examples
     from anira_lib.tasks import get_task
 
     from .conftest import tiny_model

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from anira_lib.run_config import TrainConfig
-from anira_lib.checkpoint import load_checkpoint
-from anira_lib.train import main, train
+from anira_lib.training.run_config import TrainConfig
+from anira_lib.training.checkpoint import load_checkpoint
+from anira_lib.training.train import main, train
 
 TINY = dict(task_args={"max_ops": 3, "modulus": 5}, hidden_size=32, intermediate_size=64,
             num_attention_heads=4, max_depth=3, batch_size=16, steps=12, log_every=1,
@@ -68,8 +68,8 @@ def test_resume_refuses_a_changed_config(tmp_path):
 def test_only_a_decider_free_run_may_change_the_decider_s_loss_knobs(tmp_path, decider, field, value):
     """A fixed-depth run (decider none) never uses β, λ or τ: a study may resume it under other values
     (and reuse its finished baselines); every other run, and any other field, is refused."""
-    from anira_lib.checkpoint import check_resumable
-    from anira_lib.run_dir import RunDirError
+    from anira_lib.training.checkpoint import check_resumable
+    from anira_lib.training.run_dir import RunDirError
 
     then = TrainConfig.from_dict({**TINY, "decider": decider, "out_dir": str(tmp_path)})
     now = TrainConfig.from_dict({**then.to_dict(), field: value})
@@ -104,8 +104,8 @@ def test_shipped_configs_load():
 
 
 def test_every_calibration_candidate_and_findings_study_is_a_valid_run():
-    from anira_lib.calibration import load_candidates
-    from anira_lib.findings_run import load_plan
+    from anira_lib.studies.calibration import load_candidates
+    from anira_lib.studies.findings_run import load_plan
 
     specs = {**load_candidates("configs/studies/calibration.yaml"),
              **load_plan("configs/studies/findings.yaml")["studies"]}
@@ -126,7 +126,7 @@ def test_ddp_two_processes_gloo_matches_layout(tmp_path):
     """torchrun with 2 CPU processes (gloo): both ranks train, rank 0 writes, replicas stay equal."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "anira_lib.train", "steps=4", "batch_size=8", "hidden_size=32", "intermediate_size=64",
+           "-m", "anira_lib.training.train", "steps=4", "batch_size=8", "hidden_size=32", "intermediate_size=64",
            "progress=false", "checkpoint_every=2", "task_args={max_ops: 2, modulus: 5}", f"out_dir={tmp_path}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -137,7 +137,7 @@ def test_ddp_two_processes_gloo_matches_layout(tmp_path):
 
 
 def test_train_parallel_matches_sequential(tmp_path):
-    from anira_lib.parallel_training import train_parallel
+    from anira_lib.training.parallel_training import train_parallel
 
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 4, "decider": d, "out_dir": str(tmp_path / d)})
             for d in ("early", "online")]
@@ -149,8 +149,8 @@ def test_train_parallel_matches_sequential(tmp_path):
 
 def test_train_parallel_names_the_run_a_worker_failed_on(tmp_path):
     """A worker's error comes back with its message and traceback; the other run still finishes."""
-    from anira_lib.run_dir import lock_run_dir
-    from anira_lib.parallel_training import train_parallel
+    from anira_lib.training.run_dir import lock_run_dir
+    from anira_lib.training.parallel_training import train_parallel
 
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 2, "decider": d, "out_dir": str(tmp_path / d)})
             for d in ("early", "online")]
@@ -166,8 +166,8 @@ def test_train_parallel_names_the_run_a_worker_failed_on(tmp_path):
 
 def test_an_interrupt_of_train_parallel_ends_its_workers(tmp_path, monkeypatch):
     """Ctrl-C (or a notebook's timeout) in the parent while workers train: none of them trains on."""
-    import anira_lib.parallel_training as parallel_training
-    from anira_lib.run_dir import lock_run_dir
+    import anira_lib.training.parallel_training as parallel_training
+    from anira_lib.training.run_dir import lock_run_dir
 
     real_relay = parallel_training.relay
 
@@ -191,11 +191,11 @@ def test_workers_of_a_killed_parent_stop_and_free_their_runs(tmp_path):
     import signal
     import textwrap
 
-    from anira_lib.run_dir import lock_run_dir
+    from anira_lib.training.run_dir import lock_run_dir
 
     script = textwrap.dedent(f"""
-        from anira_lib.run_config import TrainConfig
-        from anira_lib.parallel_training import train_parallel
+        from anira_lib.training.run_config import TrainConfig
+        from anira_lib.training.parallel_training import train_parallel
         cfgs = [TrainConfig.from_dict({{**{TINY!r}, "steps": 100_000, "progress": False, "checkpoint_every": 100_000,
                                         "decider": d, "out_dir": {str(tmp_path)!r} + "/" + d}}) for d in ("early", "online")]
         train_parallel(cfgs, processes=2)
@@ -222,15 +222,15 @@ def test_workers_of_a_killed_parent_stop_and_free_their_runs(tmp_path):
 def test_a_worker_whose_parent_died_before_it_started_exits_at_once():
     """The parent is passed in, not read in the worker: one killed while its worker was still importing
     (seen: a worker orphaned during its start-up watched its new parent, pid 1, and never exited)."""
-    code = "from anira_lib.parallel_training import exit_with_parent; import os; exit_with_parent(os.getppid() + 1); print('alive')"
+    code = "from anira_lib.training.parallel_training import exit_with_parent; import os; exit_with_parent(os.getppid() + 1); print('alive')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "alive" not in done.stdout
-    code = "from anira_lib.parallel_training import exit_with_parent; import os; exit_with_parent(os.getppid()); print('alive')"
+    code = "from anira_lib.training.parallel_training import exit_with_parent; import os; exit_with_parent(os.getppid()); print('alive')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout == "alive\n"
 
 
 def test_train_parallel_reports_a_killed_worker(tmp_path, monkeypatch):
-    from anira_lib.parallel_training import train_parallel
+    from anira_lib.training.parallel_training import train_parallel
 
     monkeypatch.setenv("ANIRA_FAULT_AT", "3")  # spawned workers inherit it: SIGKILL at their third fault point
     cfgs = [TrainConfig.from_dict({**TINY, "steps": 4, "decider": d, "out_dir": str(tmp_path / d)})
@@ -275,8 +275,8 @@ def test_compiled_cpu_training_attends_by_row_length():
     past it, on every length to 40; nothing changes uncompiled or off the CPU; the model's own implementation
     is back afterwards, also when the loop raises."""
     from anira_lib import AniraConfig, AniraForCausalLM
-    from anira_lib.pointwise_attention import POINTWISE_ATTENTION as PW
-    from anira_lib.training_compile import EAGER_MAX_LEN, POINTWISE_MAX_LEN, compiled_training
+    from anira_lib.modeling.pointwise_attention import POINTWISE_ATTENTION as PW
+    from anira_lib.training.training_compile import EAGER_MAX_LEN, POINTWISE_MAX_LEN, compiled_training
 
     assert 1 <= POINTWISE_MAX_LEN < EAGER_MAX_LEN
     model = AniraForCausalLM(AniraConfig(vocab_size=8, hidden_size=16, intermediate_size=32, num_attention_heads=2))
@@ -306,7 +306,7 @@ def test_compiled_cpu_training_attends_by_row_length():
 def test_a_finished_run_resumed_compiles_nothing(tmp_path, monkeypatch):
     """A study that reuses a finished run resumes it at its last step: no step is left, so no compile
     (about a minute each on a CPU). Compilation is replaced by a recorder here."""
-    import anira_lib.train as train_module
+    import anira_lib.training.train as train_module
 
     compiled = []
     monkeypatch.setattr(train_module, "compile_for_training", lambda model, device: compiled.append("graph") or model)

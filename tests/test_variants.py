@@ -5,8 +5,8 @@ import itertools
 
 import pytest
 
-from anira_lib.configuration import AniraConfig
-from anira_lib.experiments import variant_config
+from anira_lib.modeling.configuration import AniraConfig
+from anira_lib.studies.experiments import variant_config
 from anira_lib.variants import BASELINES, DEPTH_BASELINES, VARIANTS, model_variant, name_from_dir, variant_dir
 
 KNOWN = {**VARIANTS, **DEPTH_BASELINES, **BASELINES}

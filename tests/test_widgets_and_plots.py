@@ -4,8 +4,8 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from anira_lib.evaluate import depth_trend
-from anira_lib.plots import plot_depth_histograms, plot_knob_curves
+from anira_lib.evaluation.evaluate import depth_trend
+from anira_lib.display.plots import plot_depth_histograms, plot_knob_curves
 
 
 def test_depth_histograms_plot_is_written(tmp_path):
@@ -28,7 +28,7 @@ def test_knob_plot_is_written(tmp_path):
 
 
 def test_savings_view_redraws_for_the_tau_the_slider_picks():
-    from anira_lib.widgets import savings_view
+    from anira_lib.display.widgets import savings_view
 
     rows = [{"tau": None, "mean_depth": 4.0, "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": 1.0, "kv_accounting": 1.0}]
     rows += [{"tau": t, "mean_depth": 1 + 3 * t, "speedup": 2 - t, "bound": 2.2 - t, "kv_held_over_fixed": 0.4 + t / 2,
@@ -44,7 +44,7 @@ def test_savings_view_redraws_for_the_tau_the_slider_picks():
 def test_a_png_figure_comes_with_a_vector_pdf_and_nothing_half_written(tmp_path):
     import matplotlib.pyplot as plt
 
-    from anira_lib.plots import FIGURE_DPI, save_figure
+    from anira_lib.display.plots import FIGURE_DPI, save_figure
 
     fig, ax = plt.subplots(figsize=(2, 1))
     ax.plot([0, 1], [0, 1])
@@ -56,7 +56,7 @@ def test_a_png_figure_comes_with_a_vector_pdf_and_nothing_half_written(tmp_path)
 
 
 def test_the_savings_figure_puts_speed_and_memory_on_their_own_axes(tmp_path):
-    from anira_lib.plots import plot_savings
+    from anira_lib.display.plots import plot_savings
 
     rows = [{"tau": None, "mean_depth": 4.0, "speedup": 1.0, "bound": 1.0, "kv_held_over_fixed": 1.0, "kv_accounting": 1.0}]
     rows += [{"tau": t, "mean_depth": 1 + 3 * t, "speedup": 2 - t, "bound": 2.2 - t, "kv_held_over_fixed": 0.4 + t / 2,

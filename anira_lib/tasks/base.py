@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..model import IGNORE_INDEX
+from ..modeling.model import IGNORE_INDEX
 
 
 @dataclass

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import clrs_text
+from . import clrs_text
 from ..cli import program_name
 from ..files import atomic_write_text
 from ..progress import progress_bar

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..pcfg import PCFGSampler, load_pcfg
+from .pcfg import PCFGSampler, load_pcfg
 from .base import Example, TaskSampler
 
 PAD, EOS = 0, 4

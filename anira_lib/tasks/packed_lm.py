@@ -42,7 +42,7 @@ class PackedLMTask(TaskSampler):
     def __post_init__(self):
         from transformers import AutoTokenizer
 
-        from ..packing import data_files, load_packed
+        from .packing import data_files, load_packed
 
         if not self.data or not self.tokenizer:
             raise ValueError("task 'packed_lm' needs data= (local text files or a folder) and tokenizer= "
@@ -108,7 +108,7 @@ class PackedLMTask(TaskSampler):
         if rank not in self._rows:
             import torch.distributed as dist
 
-            from ..packing import PackedStream, stream_packed
+            from .packing import PackedStream, stream_packed
 
             world = dist.get_world_size() if dist.is_initialized() else 1
             self._rows[rank] = PackedStream(lambda: stream_packed(self.data, self._tokenizer, self.max_length,

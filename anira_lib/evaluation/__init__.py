@@ -1,0 +1,1 @@
+"""Evaluation: accuracy and depth per knob, allocation dumps and their reader, checkpoint evaluation, sufficient depth, decode speed."""

@@ -1,0 +1,1 @@
+"""The model: configuration, deciders, the recurrent model, its allocation-aware KV cache, and Llama conversion."""

@@ -1,0 +1,1 @@
+"""Training: the loop and its CLI, one optimizer step, compilation, checkpoints, metric files, run directories, several runs at once."""
