@@ -11,7 +11,10 @@ time = time(prompt + N new tokens) - time(prompt + 1 new token), so prefill is e
 and full alternate, `--repeats` times; each pair gives one ratio, and the median and range are printed:
 
     speedup = adaptive tokens/s / full tokens/s,  bound = (P + R·D + C) / (P + R·d̄ + C) (d̄ measured on
-    the decoded tokens), and speedup / bound (goal: >= 0.85 at batch 1, >= 0.7 at batch 16);
+    the decoded tokens), and speedup / bound (goal: >= 0.85 at batch 1, >= 0.7 at batch 16); "step d" is
+    the mean over decode steps of the deepest exit in the batch, the iterations a step runs, and "step
+    bound" the same ratio with it in place of d̄ (equal at batch 1): what layer counts allow when a layer
+    call costs the same however few of the batch's tokens still run;
     KV bytes held / fixed-depth bytes next to the accounting (P + C + R·(d̄ + f)) / (P + R·D + C), f =
     share of tokens with d < D (each keeps one frozen key/value per block layer).
 
@@ -63,7 +66,7 @@ def main():
           f"{p['new']} new tokens, {device}, {args.dtype}, torch threads {torch.get_num_threads()}, "
           f"median [range] of {args.repeats} interleaved pairs")
     print(f"{'variant':8} {'R':>2} {'batch':>5} {'d̄':>5} {'adaptive tok/s':>15} {'full tok/s':>11} {'speedup':>17} "
-          f"{'bound':>6} {'of bound':>17} {'dense L':>7} {'dense tok/s':>11} {'of dense':>17} {'KV held/fixed':>14} "
+          f"{'bound':>6} {'of bound':>17} {'step d':>6} {'step bound':>10} {'of step bound':>17} {'dense L':>7} {'dense tok/s':>11} {'of dense':>17} {'KV held/fixed':>14} "
           f"{'accounting':>11}")
     profiles = []
     for R in args.recurrent_layers:
@@ -78,12 +81,14 @@ def main():
                            measure_decode(dense, ids, p["new"])) for _ in range(args.repeats)]
                 ada = rounds[-1][0]
                 bound = layer_bound(model.config, ada["mean_depth"])
+                step_bound = layer_bound(model.config, ada["mean_step_depth"])
                 speedups = [a["tokens_per_s"] / f["tokens_per_s"] for a, f, _ in rounds]
                 of_dense = [a["tokens_per_s"] / d["tokens_per_s"] for a, _, d in rounds]
                 tok_a, tok_f, tok_d = (statistics.median(r[i]["tokens_per_s"] for r in rounds) for i in range(3))
                 m = ada["memory"]
                 print(f"{name:8} {R:>2} {batch:>5} {ada['mean_depth']:5.2f} {tok_a:15.1f} {tok_f:11.1f} "
                       f"{spread(speedups):>17} {bound:6.2f} {spread([s / bound for s in speedups]):>17} "
+                      f"{ada['mean_step_depth']:6.2f} {step_bound:10.2f} {spread([s / step_bound for s in speedups]):>17} "
                       f"{dense.config.num_hidden_layers:>7} {tok_d:11.1f} {spread(of_dense):>17} "
                       f"{m['held_over_fixed']:14.3f} {m['predicted_over_fixed']:11.3f}", flush=True)
                 if args.profile:

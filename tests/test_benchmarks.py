@@ -42,7 +42,7 @@ def test_the_dense_reference_has_the_adaptive_model_s_average_layer_count(P, R, 
     assert (dense.config.hidden_size, dense.config.intermediate_size, dense.config.vocab_size) == (32, 64, 40)
     ids = torch.randint(1, 40, (2, 5), generator=torch.Generator().manual_seed(0))
     m = measure_decode(dense, ids, 3)
-    assert m["tokens_per_s"] > 0 and m["mean_depth"] is None and m["memory"] is None
+    assert m["tokens_per_s"] > 0 and m["mean_depth"] is None and m["memory"] is None and m["mean_step_depth"] is None
 
 
 @pytest.mark.slow
@@ -55,10 +55,13 @@ def test_decode_benchmark_prints_bound_and_dense_reference_columns():
     assert len(rows) == 4  # E and O at batch 1 and 2
     for row in rows:
         cells = re.findall(r"(\d+\.\d+) \[(\d+\.\d+)-(\d+\.\d+)\]", row)
-        assert len(cells) == 3  # speedup, of bound, of dense: median [min-max] each
+        assert len(cells) == 4  # speedup, of bound, of step bound, of dense: median [min-max] each
         assert all(float(lo) <= float(med) <= float(hi) for med, lo, hi in cells)
-        d_bar, dense_layers = float(row.split()[3]), int(row.split()[11])
-        assert 1 <= d_bar <= 4 and 3 <= dense_layers <= 6
+        cols = row.split()
+        d_bar, step_d, dense_layers = float(cols[3]), float(cols[11]), int(cols[15])
+        assert 1 <= d_bar <= step_d <= 4 and 3 <= dense_layers <= 6
+        if cols[2] == "1":  # one row: every step runs its one token's depth
+            assert step_d == d_bar
     shares = [line.split() for line in profile.splitlines() if line.startswith(("ANIRA-E", "ANIRA-O"))]
     assert [r[3] for r in shares] == ["adaptive", "dense"] * 4
     for r in shares:

@@ -53,7 +53,9 @@ def dense_reference(config, mean_depth: float, seed: int = 0):
 
 
 def layer_bound(config, mean_depth: float) -> float:
-    """Speedup that layer counts allow at mean exit depth d̄: (P + R·D + C) / (P + R·d̄ + C)."""
+    """Speedup that layer counts allow at mean exit depth d̄: (P + R·D + C) / (P + R·d̄ + C). With the
+    mean step depth (deepest exit per decode step) instead of d̄, the bound for a batch whose layer calls
+    cost the same however few of its tokens still run (small batches on a CPU)."""
     P, R, C = config.prelude_layers, config.recurrent_layers, config.coda_layers
     return (P + R * config.max_depth + C) / (P + R * mean_depth + C)
 
@@ -62,7 +64,9 @@ def layer_bound(config, mean_depth: float) -> float:
 def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dict:
     """Greedy `generate()` of `new_tokens` after prompt ids (B, T): decode tokens/s (median over repeats
     of time(N tokens) - time(1 token), so prefill is excluded), d̄ of the decoded tokens, and the cache's
-    memory report (both None for a dense model). `rule`: depth_rule / halt_threshold passed to the model."""
+    memory report (None for a dense model). mean_step_depth: the mean over decode steps of the deepest
+    exit in the batch, the iterations each step runs (= d̄ at batch 1). `rule`: depth_rule / halt_threshold
+    passed to the model."""
     def timed(n):
         if ids.device.type == "cuda":
             torch.cuda.synchronize()
@@ -82,6 +86,7 @@ def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dic
     adaptive = hasattr(cache, "exit_depths")  # a dense model's DynamicCache has neither depths nor a report
     return {"tokens_per_s": ids.shape[0] * (new_tokens - 1) / max(statistics.median(decode), 1e-9),
             "mean_depth": float(cache.exit_depths[:, ids.shape[1]:].float().mean()) if adaptive else None,
+            "mean_step_depth": float(cache.exit_depths[:, ids.shape[1]:].max(0).values.float().mean()) if adaptive else None,
             "memory": cache.memory_report() if adaptive else None}
 
 
