@@ -31,7 +31,7 @@ import statistics
 
 import torch
 
-from anira_lib.evaluation.decode_profile import CATEGORIES, decode_profile
+from anira_lib.evaluation.decode_profile import CATEGORIES, decode_profile, ops_per_token
 from anira_lib.evaluation.savings import dense_reference, layer_bound, measure_decode, random_adaptive_model
 
 PRESETS = {
@@ -95,12 +95,13 @@ def main():
                     for who, net in (("adaptive", model), ("dense", dense)):
                         shares = decode_profile(net, ids, p["new"])
                         profiles.append(f"{name:8} {R:>2} {batch:>5} {who:>8} " + " ".join(
-                            f"{shares[c]:>11.2f}" for c in CATEGORIES) + f" {1000 * shares['wall_s']:>8.1f}")
+                            f"{shares[c]:>11.2f}" for c in CATEGORIES) + f" {1000 * shares['wall_s']:>8.1f}"
+                            f" {ops_per_token(net, ids):>13.0f}")
     if profiles:
         print("\nwhere one decode's time goes (shares of the profiled wall time; the profiler's own cost inflates "
               "bookkeeping)")
         print(f"{'variant':8} {'R':>2} {'batch':>5} {'model':>8} " + " ".join(f"{c:>11}" for c in CATEGORIES)
-              + f" {'wall ms':>8}")
+              + f" {'wall ms':>8} {'ops / token':>13}")
         print("\n".join(profiles))
 
 if __name__ == "__main__":

@@ -89,3 +89,18 @@ def decode_profile(model, ids: torch.Tensor, new_tokens: int, **rule) -> dict[st
     totals["generate"] = max(wall - totals["forward"], 0.0)
     total = sum(totals[c] for c in CATEGORIES) or 1.0
     return {**{c: totals[c] / total for c in CATEGORIES}, "wall_s": wall}
+
+
+@torch.no_grad()
+def ops_per_token(model, ids: torch.Tensor, new_tokens: int = 16, **rule) -> float:
+    """aten ops the CPU dispatches per decoded token of a greedy `generate()` after prompt ids (B, T):
+    (ops of new_tokens + 1 tokens - ops of 1 token) / new_tokens, so prefill is excluded. A count, not a
+    time: it does not move with the machine, which makes it the before/after figure for bookkeeping."""
+    def count(n):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                           do_sample=False, **rule)
+        return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+
+    count(1)  # warm-up
+    return (count(new_tokens + 1) - count(1)) / new_tokens
