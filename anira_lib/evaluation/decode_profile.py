@@ -23,6 +23,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .savings import greedy_decode
+
 CATEGORIES = ("layers", "decider", "embed_head", "bookkeeping", "generate")
 
 
@@ -72,8 +74,7 @@ def decode_profile(model, ids: torch.Tensor, new_tokens: int, **rule) -> dict[st
     """Shares (summing to 1) of the wall time of one greedy `generate()` of `new_tokens` after prompt ids
     (B, T), by CATEGORIES, plus 'wall_s'. `rule`: depth_rule / halt_threshold for the model."""
     def decode():
-        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                       min_new_tokens=new_tokens, do_sample=False, **rule)
+        greedy_decode(model, ids, new_tokens, **rule)
 
     decode()  # warm-up: first-call allocations and lazy initialisation stay out of the profile
     with _ranges(model), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
@@ -98,8 +99,7 @@ def ops_per_token(model, ids: torch.Tensor, new_tokens: int = 16, **rule) -> flo
     time: it does not move with the machine, which makes it the before/after figure for bookkeeping."""
     def count(n):
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                           do_sample=False, **rule)
+            greedy_decode(model, ids, n, **rule)
         return sum(1 for e in prof.events() if e.name.startswith("aten::"))
 
     count(1)  # warm-up

@@ -60,6 +60,13 @@ def layer_bound(config, mean_depth: float) -> float:
     return (P + R * config.max_depth + C) / (P + R * mean_depth + C)
 
 
+def greedy_decode(model, ids, new_tokens: int, **kwargs):
+    """Greedy `generate()` of exactly `new_tokens` after prompt ids (B, T), no padding; kwargs go to
+    generate (depth_rule / halt_threshold for the model, return_dict_in_generate, output_logits)."""
+    return model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                          min_new_tokens=new_tokens, do_sample=False, **kwargs)
+
+
 @torch.no_grad()
 def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dict:
     """Greedy `generate()` of `new_tokens` after prompt ids (B, T): decode tokens/s (median over repeats
@@ -71,8 +78,7 @@ def measure_decode(model, ids, new_tokens: int, repeats: int = 1, **rule) -> dic
         if ids.device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                             do_sample=False, return_dict_in_generate=True, **rule)
+        out = greedy_decode(model, ids, n, return_dict_in_generate=True, **rule)
         if ids.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t, out.past_key_values
@@ -123,8 +129,7 @@ def cached_decoding_error(model, ids, new_tokens: int) -> dict:
     the (B, T + new_tokens) sequence it produced: the max |logit difference| over the generated steps,
     the logits' scale, and whether the exit depths of every position the cache processed agree (the
     share that differ). The cache contract says they agree exactly up to float rounding."""
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                         do_sample=False, return_dict_in_generate=True, output_logits=True)
+    out = greedy_decode(model, ids, new_tokens, return_dict_in_generate=True, output_logits=True)
     seq = out.sequences
     full = model(input_ids=seq, attention_mask=torch.ones_like(seq), use_cache=False)
     T = ids.shape[1]
