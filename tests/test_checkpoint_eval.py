@@ -112,3 +112,31 @@ def test_overwrite_removes_the_old_runs_evaluations(tmp_path):
     new = evaluate_checkpoints(tmp_path, **EVAL)
     assert set(new["train_seed"]) == {1} and sorted(set(new["step"])) == [2, 4]
 
+
+
+def test_overwrite_removes_evaluations_under_any_name_and_only_the_runs_files(tmp_path):
+    """Issue 31: a run knows its files from its manifest: an evaluation written into the run under another
+    name goes with --overwrite too, and a file of the user's beside the run stays."""
+    cfg = {**TINY, "steps": 2, "decider": "online", "out_dir": str(tmp_path)}
+    train(TrainConfig.from_dict(cfg))
+    evaluate_checkpoints(tmp_path, out_path=tmp_path / "mine.csv", **EVAL)
+    (tmp_path / "notes.txt").write_text("mine")
+    train(TrainConfig.from_dict({**cfg, "seed": 1}), overwrite=True)
+    assert not (tmp_path / "mine.csv").exists() and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("holder, refused", [("training", "evaluation"), ("checkpoint evaluation", "training")])
+def test_training_and_evaluation_of_one_run_take_one_lock(run, tmp_path, holder, refused):
+    """Issue 31: evaluation took a lock of its own, so --overwrite could delete the snapshots it was reading."""
+    from anira_lib.training.run_dir import RunDirError, lock_run_dir
+
+    held = lock_run_dir(run, writer=holder)
+    try:
+        with pytest.raises(RunDirError, match=f"{run} is being written by a {holder} \\(pid {os.getpid()} "):
+            if refused == "evaluation":
+                evaluate_checkpoints(run, out_path=tmp_path / "e.csv", **EVAL)
+            else:
+                train(TrainConfig.from_dict({**TINY, "decider": "online", "out_dir": str(run)}), overwrite=True)
+    finally:
+        held.release()
+    assert kept_checkpoints(run)  # nothing was deleted

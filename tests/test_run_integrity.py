@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from anira_lib import AniraConfig, faults
 from anira_lib.training.run_config import TrainConfig
-from anira_lib.training.run_dir import RunDirError, lock_run_dir
+from anira_lib.training.run_dir import MANIFEST, RunDirError, lock_run_dir
 from anira_lib.training.train import load_run, main, train
 
 from .conftest import tiny_model
@@ -98,6 +98,10 @@ def test_a_planted_checkpoint_runs_no_code_on_resume(tmp_path, capsys):
     run, marker = tmp_path / "run", tmp_path / "pwned"
     run.mkdir()
     torch.save({"model": Plant(marker), "step": 1}, run / "checkpoint.pt")
+    with pytest.raises(SystemExit) as exc:  # in a folder no run wrote, it is not even opened
+        main(["--resume", f"out_dir={run}", "progress=false"])
+    assert not marker.exists() and "checkpoint.pt, which no anira run wrote" in str(exc.value)
+    (run / MANIFEST).write_text(json.dumps({"files": ["checkpoint.pt"]}))  # planted into a run's folder
     with pytest.raises(SystemExit) as exc:
         main(["--resume", f"out_dir={run}", "progress=false"])
     assert not marker.exists()
@@ -125,7 +129,7 @@ def test_a_second_training_into_a_busy_directory_refuses_naming_the_holder(tmp_p
     holder.start()
     try:
         assert held.wait(30)
-        with pytest.raises(RunDirError, match=rf"{re.escape(str(tmp_path))} is being written by another training "
+        with pytest.raises(RunDirError, match=rf"{re.escape(str(tmp_path))} is being written by a training "
                                               rf"\(pid {holder.pid} on .*, since .*\); wait for it"):
             train(config(tmp_path))
     finally:
@@ -434,3 +438,28 @@ def test_notebook_parameter_files_get_the_same_one_line_errors(tmp_path, text, m
     with pytest.raises(SystemExit) as exc:
         notebooks_main(["run", "01_mano", "-p", "steps=!!python/object/apply:os.system [true]"])
     assert "is not plain YAML" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_overwrite_never_deletes_files_no_run_wrote(tmp_path):
+    """Issue 31: with --overwrite, a folder's own model/, checkpoints/ and metrics.csv were deleted (run
+    files were recognised by name). Now the run's manifest says what it owns; a folder without one is refused."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_text("the user's")
+    (tmp_path / "metrics.csv").write_text("the user's")
+    with pytest.raises(RunDirError, match=rf"{re.escape(str(tmp_path))} holds metrics.csv, model, which no anira run "
+                                          rf"wrote \(there is no {re.escape(MANIFEST)}\); a run never writes over"):
+        train(config(tmp_path, steps=2), overwrite=True)
+    assert (tmp_path / "model" / "weights.bin").read_text() == "the user's"
+    assert (tmp_path / "metrics.csv").read_text() == "the user's"
+
+
+def test_a_run_from_before_manifests_is_still_overwritten_and_resumed(tmp_path):
+    """A run folder written before manifests existed is known by its train_config.yaml."""
+    train(config(tmp_path, steps=2))
+    (tmp_path / MANIFEST).unlink()
+    train(config(tmp_path, steps=2, seed=1), overwrite=True)
+    assert json.loads((tmp_path / MANIFEST).read_text())["files"] == sorted(
+        ["train_config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "model", "checkpoints", "tensorboard"])
+    (tmp_path / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(RunDirError, match=f"{re.escape(str(tmp_path / MANIFEST))} is damaged"):
+        train(config(tmp_path, steps=2), overwrite=True)

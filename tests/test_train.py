@@ -157,7 +157,7 @@ def test_train_parallel_names_the_run_a_worker_failed_on(tmp_path):
     held = lock_run_dir(tmp_path / "online")  # this process holds the second run's directory
     try:
         with pytest.raises(RuntimeError, match=r"(?s)training .*online failed in its worker process: RunDirError: "
-                                               r".*is being written by another training.*Traceback"):
+                                               r".*is being written by a training.*Traceback"):
             train_parallel(cfgs, processes=2)
     finally:
         held.release()

@@ -20,7 +20,7 @@ from ..files import quiet_transformers_bars
 from ..progress import progress_bar
 from ..results import read_frame, rows_frame, write_frame
 from ..training.run_config import TrainConfig
-from ..training.run_dir import lock_run_dir
+from ..training.run_dir import lock_run_dir, own_file
 
 EVAL_FILE = "checkpoint_eval.csv"
 SETTINGS = ("n_per_knob", "seed", "depth_rule")  # what a resumed evaluation must share with the file
@@ -68,11 +68,21 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
     if task is not None and task != cfg.task:
         raise CheckpointError(f"{run_dir} holds checkpoints of task {cfg.task!r}, not {task!r}; pass a "
                               f"{task} run, or task={cfg.task!r}.")
-    checkpoints = kept_checkpoints(run_dir)
+    kept_checkpoints(run_dir)  # none kept: said before anything is locked or written
     sampler = get_task(cfg.task, seed=cfg.seed, **cfg.task_args)
     knobs = list(knobs) if knobs is not None else sampler.train_knobs
     out_path = Path(out_path) if out_path is not None else run_dir / EVAL_FILE
-    lock = lock_run_dir(out_path.parent, name=f".{out_path.name}.lock", writer="checkpoint evaluation")
+    # the run's own lock (training or its --overwrite cannot delete the snapshots being read), and the
+    # results file's when it lies outside the run
+    locks = [lock_run_dir(run_dir, writer="checkpoint evaluation")]
+    try:
+        if out_path.parent.resolve() == run_dir.resolve():
+            own_file(run_dir, out_path.name)  # --overwrite of the run deletes its evaluations too
+        else:
+            locks.append(lock_run_dir(out_path.parent, name=f".{out_path.name}.lock", writer="checkpoint evaluation"))
+    except BaseException:
+        locks[0].release()
+        raise
     try:  # one writer per evaluation file; what a killed write left of it goes
         for stale in out_path.parent.glob(f".{out_path.name}.*.tmp"):
             stale.unlink()
@@ -84,7 +94,7 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
                 if column not in frame.columns:  # a file from before these columns: they are the run's
                     frame.insert(1 + 2 * i, column, value)
         done = set(frame["step"]) if len(frame) else set()
-        todo = [(step, path) for step, path in checkpoints if step not in done]
+        todo = [(step, path) for step, path in kept_checkpoints(run_dir) if step not in done]
         for step, path in progress_bar(todo, desc=f"checkpoints {run_dir.name}", disable=not progress):
             with quiet_transformers_bars():
                 model = AniraForCausalLM.from_pretrained(path).eval()
@@ -95,7 +105,8 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
             frame = new if not len(frame) else pd.concat([frame, new], ignore_index=True)
             write_frame(frame, out_path)
     finally:
-        lock.release()
+        for lock in reversed(locks):
+            lock.release()
     return frame.sort_values(["step", "knob"], kind="stable").reset_index(drop=True)
 
 
