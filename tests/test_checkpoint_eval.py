@@ -2,6 +2,7 @@
 re-evaluating or duplicating a step, and names what is wrong with a run it cannot evaluate."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -140,3 +141,36 @@ def test_training_and_evaluation_of_one_run_take_one_lock(run, tmp_path, holder,
     finally:
         held.release()
     assert kept_checkpoints(run)  # nothing was deleted
+
+
+@pytest.mark.parametrize("plant", ["pickle", "no weights", "truncated"])
+def test_a_planted_or_damaged_snapshot_is_named_before_anything_is_evaluated(tmp_path, plant):
+    """Issue 31: a planted pytorch_model.bin gave torch's multi-line text without the snapshot's name, and
+    its hint to set weights_only=False (which runs the plant). Now snapshots load from safetensors only."""
+    import shutil
+    import torch
+
+    cfg = {**TINY, "steps": 4, "decider": "online", "out_dir": str(tmp_path / "run")}
+    train(TrainConfig.from_dict(cfg))
+    (first, _), (step, snap) = kept_checkpoints(tmp_path / "run")
+    weights = snap / "model.safetensors"
+    if plant == "pickle":
+        weights.unlink()
+        torch.save({"x": torch.zeros(1)}, snap / "pytorch_model.bin")
+        message = rf"snapshot {re.escape(str(snap))} holds only pytorch_model.bin, pickle weights, which can run code"
+    elif plant == "no weights":
+        weights.unlink()
+        message = rf"snapshot {re.escape(str(snap))} holds no weights \(no model.safetensors\); delete that snapshot"
+    else:
+        weights.write_bytes(weights.read_bytes()[:7])
+        message = rf"snapshot {re.escape(str(snap))} cannot be loaded as a model \(.+\); delete that snapshot"
+    with pytest.raises(CheckpointError, match=message) as exc:
+        evaluate_checkpoints(tmp_path / "run", **EVAL)
+    assert "\n" not in str(exc.value) and "weights_only" not in str(exc.value)
+    done = pd.read_csv(tmp_path / "run" / "checkpoint_eval.csv") if plant == "truncated" else None
+    if plant == "truncated":  # found only when read: the snapshots before it are kept
+        assert sorted(set(done["step"])) == [first]
+    else:  # found up front: nothing evaluated
+        assert not (tmp_path / "run" / "checkpoint_eval.csv").exists()
+    shutil.rmtree(snap)
+    assert sorted(set(evaluate_checkpoints(tmp_path / "run", **EVAL)["step"])) == [first]

@@ -458,8 +458,8 @@ def test_a_run_from_before_manifests_is_still_overwritten_and_resumed(tmp_path):
     train(config(tmp_path, steps=2))
     (tmp_path / MANIFEST).unlink()
     train(config(tmp_path, steps=2, seed=1), overwrite=True)
-    assert json.loads((tmp_path / MANIFEST).read_text())["files"] == sorted(
-        ["train_config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "model", "checkpoints", "tensorboard"])
+    assert json.loads((tmp_path / MANIFEST).read_text())["files"] == [
+        "train_config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "model", "checkpoints", "tensorboard"]
     (tmp_path / MANIFEST).write_text("[1, 2]")
     with pytest.raises(RunDirError, match=f"{re.escape(str(tmp_path / MANIFEST))} is damaged"):
         train(config(tmp_path, steps=2), overwrite=True)

@@ -16,13 +16,14 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import evaluate_knobs
-from ..files import quiet_transformers_bars
+from ..modeling.saved_model import check_saved_model, load_saved_model
 from ..progress import progress_bar
 from ..results import read_frame, rows_frame, write_frame
 from ..training.run_config import TrainConfig
 from ..training.run_dir import lock_run_dir, own_file
 
 EVAL_FILE = "checkpoint_eval.csv"
+SNAPSHOT_FIX = "delete that snapshot folder (the others are evaluated), or train the run again"
 SETTINGS = ("n_per_knob", "seed", "depth_rule")  # what a resumed evaluation must share with the file
 
 
@@ -60,7 +61,6 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
 
     task: the task the caller expects (an error if the run trained another). Rows go to `out_path`
     (default run_dir/checkpoint_eval.csv); steps already there are skipped. Returns the whole frame."""
-    from ..modeling.model import AniraForCausalLM
     from ..tasks import get_task
 
     run_dir = Path(run_dir)
@@ -95,9 +95,10 @@ def evaluate_checkpoints(run_dir: str | Path, knobs=None, n_per_knob: int = 200,
                     frame.insert(1 + 2 * i, column, value)
         done = set(frame["step"]) if len(frame) else set()
         todo = [(step, path) for step, path in kept_checkpoints(run_dir) if step not in done]
+        for step, path in todo:  # every snapshot looked at before the first is evaluated
+            check_saved_model(path, what=f"snapshot {path}", fix=SNAPSHOT_FIX, error=CheckpointError)
         for step, path in progress_bar(todo, desc=f"checkpoints {run_dir.name}", disable=not progress):
-            with quiet_transformers_bars():
-                model = AniraForCausalLM.from_pretrained(path).eval()
+            model = load_saved_model(path, what=f"snapshot {path}", fix=SNAPSHOT_FIX, error=CheckpointError).eval()
             rows = evaluate_knobs(model, sampler, knobs, n_per_knob=n_per_knob, seed=seed, batch_size=batch_size,
                                   depth_rule=depth_rule, progress=False)
             new = rows_frame(rows, run=str(run_dir), task=cfg.task, decider=cfg.decider, train_seed=cfg.seed,

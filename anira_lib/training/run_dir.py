@@ -165,7 +165,8 @@ def claim_run_dir(out_dir: str | os.PathLike, resume: bool, overwrite: bool = Fa
             clear_run(out_dir)
         if not (Path(out_dir) / MANIFEST).is_file():  # a new run, or one from before manifests resumed
             files = existing_run(out_dir) if resume else []
-            atomic_write_json(Path(out_dir) / MANIFEST, {"files": sorted(set(TRAINING_FILES) | set(files))})
+            atomic_write_json(Path(out_dir) / MANIFEST,
+                              {"files": list(TRAINING_FILES) + [f for f in files if f not in TRAINING_FILES]})
     except BaseException:
         lock.release()
         raise

@@ -37,9 +37,10 @@ import yaml
 from .checkpoint import Checkpointer, check_resumable, load_checkpoint
 from ..cli import one_line_errors, program_name
 from ..faults import fault_point
-from ..files import atomic_save_pretrained, atomic_write_text, quiet_transformers_bars, read_jsonl
+from ..files import atomic_save_pretrained, atomic_write_text, read_jsonl
 from .metrics_log import tensorboard_writer
 from ..modeling.model import AniraForCausalLM
+from ..modeling.saved_model import load_saved_model
 from ..progress import QueueBar, progress_bar
 from .run_config import DECIDER_LOSS_FIELDS, TrainConfig
 from .run_dir import RunDirError, claim_run_dir, existing_run
@@ -70,17 +71,9 @@ def build_model(cfg: TrainConfig, task) -> AniraForCausalLM:
     model in `cfg.init_from` with the run's loss knobs."""
     torch.manual_seed(cfg.seed)
     if cfg.init_from is not None:
-        path = Path(cfg.init_from)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"init_from={cfg.init_from!r} is not a saved model (no config.json); pass the "
-                                    "folder save_pretrained / convert_llama wrote.")
-        try:
-            with quiet_transformers_bars():
-                model = AniraForCausalLM.from_pretrained(path)
-        except Exception as err:  # truncated safetensors ("invalid header length"), a broken config.json
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise ValueError(f"init_from={cfg.init_from!r} cannot be loaded as a model ({reason}); the folder is "
-                             "damaged or incomplete: write it again (convert_llama or save_pretrained).") from err
+        model = load_saved_model(cfg.init_from, what=f"init_from={cfg.init_from!r}",
+                                 fix="the folder is damaged, incomplete or not one that save_pretrained / "
+                                     "convert_llama wrote: write it again")
         if model.config.vocab_size < task.vocab_size:
             raise ValueError(f"init_from's vocabulary ({model.config.vocab_size}) is smaller than the task's "
                              f"tokenizer ({task.vocab_size}); train with the model's own tokenizer.")
@@ -226,14 +219,9 @@ def load_run(cfg: TrainConfig) -> TrainResult:
     out_dir = Path(cfg.out_dir)
     if not (out_dir / "model").is_dir():
         raise FileNotFoundError(f"{out_dir}/model does not exist; the run has not finished (train it first).")
-    try:
-        with quiet_transformers_bars():  # a frozen "Loading weights 0%" bar in every notebook that resumes
-            model = AniraForCausalLM.from_pretrained(out_dir / "model").eval()
-    except Exception as err:  # truncated or corrupt weights, a broken config.json
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise RunDirError(f"{out_dir / 'model'} cannot be loaded as a model ({reason}); if the run's "
-                          "checkpoint.pt is intact, --resume re-saves it from checkpoint.pt, else retrain with "
-                          "--overwrite.") from err
+    model = load_saved_model(out_dir / "model", what=str(out_dir / "model"), error=RunDirError,
+                             fix="if the run's checkpoint.pt is intact, --resume re-saves it from checkpoint.pt, "
+                                 "else retrain with --overwrite").eval()
     task = get_task(cfg.task, seed=cfg.seed, **cfg.task_args)
     return TrainResult(model=model, task=task, metrics=read_jsonl(out_dir / "metrics.jsonl"), out_dir=out_dir)
 
