@@ -31,7 +31,7 @@ import statistics
 
 import torch
 
-from anira_lib.evaluation.decode_profile import CATEGORIES, decode_profile, ops_per_token
+from anira_lib.evaluation.decode_profile import CATEGORIES, decode_profile, ops_by_source, ops_per_token
 from anira_lib.evaluation.savings import dense_reference, layer_bound, measure_decode, random_adaptive_model
 
 PRESETS = {
@@ -68,7 +68,7 @@ def main():
     print(f"{'variant':8} {'R':>2} {'batch':>5} {'d̄':>5} {'adaptive tok/s':>15} {'full tok/s':>11} {'speedup':>17} "
           f"{'bound':>6} {'of bound':>17} {'step d':>6} {'step bound':>10} {'of step bound':>17} {'dense L':>7} {'dense tok/s':>11} {'of dense':>17} {'KV held/fixed':>14} "
           f"{'accounting':>11}")
-    profiles = []
+    profiles, sources = [], []
     for R in args.recurrent_layers:
         for name, decider in (("ANIRA-E", "early"), ("ANIRA-O", "online")):
             model = random_adaptive_model(decider, p["hidden_size"], p["intermediate_size"], p["num_attention_heads"],
@@ -97,12 +97,18 @@ def main():
                         profiles.append(f"{name:8} {R:>2} {batch:>5} {who:>8} " + " ".join(
                             f"{shares[c]:>11.2f}" for c in CATEGORIES) + f" {1000 * shares['wall_s']:>8.1f}"
                             f" {ops_per_token(net, ids):>13.0f}")
+                    by_source = ops_by_source(model, ids)
+                    sources.append(f"{name} R={R} batch {batch}, {by_source.ops_per_token.sum():.0f} ops / token: " + "; ".join(
+                        f"{r.source} {r.ops_per_token:.0f}" for r in by_source.head(8).itertuples()))
     if profiles:
         print("\nwhere one decode's time goes (shares of the profiled wall time; the profiler's own cost inflates "
               "bookkeeping)")
         print(f"{'variant':8} {'R':>2} {'batch':>5} {'model':>8} " + " ".join(f"{c:>11}" for c in CATEGORIES)
               + f" {'wall ms':>8} {'ops / token':>13}")
         print("\n".join(profiles))
+        print("\nwhere the adaptive model's aten ops come from (top-level ops per decoded token by the function that "
+              "issued them, largest 8; anira_lib.evaluation.decode_profile.ops_by_source)")
+        print("\n".join(sources))
 
 if __name__ == "__main__":
     main()

@@ -51,6 +51,8 @@ def test_decode_benchmark_prints_bound_and_dense_reference_columns():
                           "--recurrent-layers", "1", "--repeats", "5", "--profile"],
                          capture_output=True, text=True, check=True).stdout
     table, profile = out.split("where one decode's time goes")
+    profile, sources = profile.split("where the adaptive model's aten ops come from")
+    assert len(re.findall(r"ANIRA-[EO] R=1 batch \d, \d+ ops / token: \S+\.py:\w+ \d+", sources)) == 4
     rows = [line for line in table.splitlines() if line.startswith(("ANIRA-E", "ANIRA-O"))]
     assert len(rows) == 4  # E and O at batch 1 and 2
     for row in rows:
@@ -98,3 +100,23 @@ def test_ops_per_token_is_a_count_that_repeats_and_grows_with_depth():
     count = ops_per_token(deep, ids, 4, depth_rule="full")
     assert count == ops_per_token(deep, ids, 4, depth_rule="full")  # the same count every time
     assert 0 < ops_per_token(shallow, ids, 4, depth_rule="full") < count  # two iterations fewer: fewer ops
+
+
+def test_ops_by_source_names_where_the_ops_come_from_and_adds_up():
+    """The attribution: the cache's bookkeeping shows under cache.py, a dense Llama has none, and the
+    rows add up to what the same dispatch count gives as a whole."""
+    import torch
+
+    from anira_lib.evaluation.decode_profile import ops_by_source
+    from anira_lib.evaluation.savings import dense_reference, random_adaptive_model
+
+    ids = torch.randint(1, 60, (1, 6), generator=torch.Generator().manual_seed(0))
+    model = random_adaptive_model("early", 32, 64, 2, 4, target_depth=2.0)
+    frame = ops_by_source(model, ids, 4)
+    assert list(frame.columns) == ["source", "ops_per_token"] and frame.ops_per_token.is_monotonic_decreasing
+    assert frame.source.is_unique and (frame.ops_per_token > 0).all()
+    assert frame[frame.source.str.startswith("cache.py:")].ops_per_token.sum() > 0
+    assert frame.equals(ops_by_source(model, ids, 4))  # a count: the same every time
+    dense = ops_by_source(dense_reference(model.config, 2.0), ids, 4)
+    assert not dense.source.str.startswith(("cache.py:", "model.py:")).any()
+    assert dense.ops_per_token.sum() < frame.ops_per_token.sum()

@@ -18,9 +18,14 @@ The profiler adds a cost to every op it records, which weighs most where ops are
 
 from __future__ import annotations
 
+import collections
+import os
+import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .savings import greedy_decode
@@ -104,3 +109,45 @@ def ops_per_token(model, ids: torch.Tensor, new_tokens: int = 16, **rule) -> flo
 
     count(1)  # warm-up
     return (count(new_tokens + 1) - count(1)) / new_tokens
+
+
+def _source(frame, roots: tuple[str, ...]) -> str:
+    """'module.py:function' of the innermost frame whose file lies under one of `roots`, else 'other'."""
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if any(root in path for root in roots):
+            return f"{Path(path).name}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return "other"
+
+
+@torch.no_grad()
+def ops_by_source(model, ids: torch.Tensor, new_tokens: int = 8, **rule) -> pd.DataFrame:
+    """Top-level aten ops per decoded token (as `ops_per_token`, prefill excluded), by the function of
+    anira_lib or transformers that issued them: a frame with columns source ('cache.py:append', ...) and
+    ops_per_token, largest first. Where `ops_per_token` says how much bookkeeping there is, this says
+    where it comes from. Counted by a dispatch mode, so ops another op runs inside itself are not
+    counted again (the profiler's count is larger)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    roots = (str(Path(__file__).parents[1]), f"{os.sep}transformers{os.sep}")
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.counts = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[_source(sys._getframe(1), roots)] += 1
+            return func(*args, **(kwargs or {}))
+
+    def count(n):
+        with Count() as mode:
+            greedy_decode(model, ids, n, **rule)
+        return mode.counts
+
+    count(1)  # warm-up
+    one, more = count(1), count(new_tokens + 1)
+    rows = [(src, (more[src] - one[src]) / new_tokens) for src in more]
+    frame = pd.DataFrame([r for r in rows if r[1] > 0], columns=["source", "ops_per_token"])
+    return frame.sort_values("ops_per_token", ascending=False, kind="stable").reset_index(drop=True)

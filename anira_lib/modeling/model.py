@@ -75,6 +75,7 @@ class AniraModelOutput(ModelOutput):
 @dataclass
 class AniraCausalLMOutput(ModelOutput):
     """loss = ce_loss + β·kl_loss (Eq. 3). exit_probs: (B, T, D); expected_depth: (B, T) Σ_d d·q(d).
+    kl_loss is None for a fixed-depth model and for a cached forward without labels (decoding).
 
     With output_iterations: iteration_logits (B, T, D, V), the logits each token would get had it
     exited at iteration i (or, with output_iterations=k, iteration_top_logits / iteration_top_ids
@@ -635,7 +636,7 @@ class AniraForCausalLM(AniraPreTrainedModel, GenerationMixin):
         logits = self.lm_head(h if not logits_to_keep else h[:, -logits_to_keep:])
         log_q = out.exit_log_probs
         kl = None
-        if self.config.decider != "none":
+        if self.config.decider != "none" and (cache is None or labels is not None):  # not per decoded token
             kl_t = kl_to_prior(log_q, self.config.prior_lambda)
             if attention_mask is not None:
                 w = attention_mask[:, -kl_t.shape[1]:].to(kl_t.dtype)  # with a cache the mask also covers the past
