@@ -257,3 +257,28 @@ def test_forced_depths_on_anira_o_report_the_same_exit_distribution_with_a_cache
     assert torch.equal(cached.exit_depths[real], forced[real])
     assert (cached.logits[real] - full.logits[real]).abs().max() <= 1e-5
     assert (cached.exit_probs[real] - full.exit_probs[real]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("R", [1, 2])
+def test_a_step_builds_each_view_once_per_group_and_stays_exact(R, monkeypatch):
+    """The Prelude's and the Coda's pools hold the same entries, as do the R block layers' pools: a
+    decode step builds one view for the Prelude and Coda together, and one per iteration for the block
+    (layer 0's, reused by layers 1..R-1), and the logits still equal the full forward's."""
+    model = make_model("early", recurrent_layers=R)
+    ids, mask = left_padded_batch()
+    built = []
+    original = PackedKVLayer.layout
+
+    def counting(self, view, rows, every_row=False):
+        built.append(view)
+        return original(self, view, rows, every_row)
+
+    monkeypatch.setattr(PackedKVLayer, "layout", counting)
+    logits, depths, _, _ = cached_pass(model, ids, mask)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask)
+    real = mask.bool()
+    assert (logits[real] - full.logits[real]).abs().max().item() < 1e-5
+    steps = 1 + T - PREFILL  # the prefill and each decoded token
+    deepest = [int(depths[:, :PREFILL].max())] + [int(depths[:, t].max()) for t in range(PREFILL, T)]
+    assert len(built) == steps + sum(deepest)  # one edge view per step, one block view per iteration run

@@ -149,8 +149,8 @@ def drop_mask_for_one_query_per_row(monkeypatch):
     """Mutant: the old shortcut, 'one running query per row means decoding', so no causal mask."""
     original = SlotView.__init__
 
-    def shortcut(self, pool, view, rows, query_seq, query_valid, dtype, one_step):
-        original(self, pool, view, rows, query_seq, query_valid, dtype, one_step or query_seq.shape[1] == 1)
+    def shortcut(self, pool, view, rows, query_seq, query_valid, dtype, one_step, layout=None):
+        original(self, pool, view, rows, query_seq, query_valid, dtype, one_step or query_seq.shape[1] == 1, layout)
 
     monkeypatch.setattr(SlotView, "__init__", shortcut)
 

@@ -273,8 +273,13 @@ class SlotView:
 
     __slots__ = ("pool", "view", "rows", "query_seq", "query_valid", "idx", "mask", "used")
 
-    def __init__(self, pool: PackedKVLayer, view: int, rows, query_seq, query_valid, dtype, one_step: bool):
+    def __init__(self, pool: PackedKVLayer, view: int, rows, query_seq, query_valid, dtype, one_step: bool,
+                 layout=None):
         self.pool, self.view, self.rows, self.query_seq, self.query_valid = pool, view, rows, query_seq, query_valid
+        self.used = False
+        if layout is not None:  # (idx, mask) of a view just built on a pool holding the same entries
+            self.idx, self.mask = layout
+            return
         every_row = rows.numel() == pool.counts.shape[1]  # rows come sorted and unique from the model
         idx, ok = pool.layout(view, rows, every_row)
         new = pool.n + query_valid.reshape(-1).long().cumsum(0).view_as(query_valid) - 1
@@ -290,7 +295,6 @@ class SlotView:
         if allowed is not None:
             mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
             self.mask = mask.masked_fill(~allowed, torch.finfo(dtype).min).unsqueeze(1)
-        self.used = False
 
     def update(self, key_states, value_states, layer_idx: int | None = None, *args, **kwargs):
         if self.used:
@@ -312,6 +316,7 @@ class CacheStep:
         self.one_step = T == 1
         self.block_calls = 0  # (token, iteration) pairs of block 0 computed; an int or a 0-d tensor
         self.committed = False
+        self.layouts = {}  # (core?, view, entries) -> (rows, idx, mask) of the last view built there
 
     def layer_view(self, part: str, layer: int, rows, seq, ok, iteration: int = 1) -> SlotView:
         """The SlotView for `part`'s layer `layer` ("prelude", "core", "coda"; for "core" at recurrent
@@ -325,7 +330,17 @@ class CacheStep:
             view = iteration - 1
             if layer == 0:
                 self.block_calls = self.block_calls + (ok.numel() if self.one_step else ok.sum())
-        return SlotView(pool, view, rows, seq, ok, self.dtype, self.one_step)
+        # The pools of one group hold the same entries in the same places: the Prelude's and the Coda's
+        # (every token, once per step), and the R block layers' (the same tokens per iteration, the same
+        # frozen ones). A view for the same rows, view and pool length is the same indices and mask, so
+        # it is built once per step and group (the Coda reuses the Prelude's; block layer r > 0 layer 0's).
+        key = (part == "core", view, pool.n)
+        known = self.layouts.get(key)
+        if known is not None and known[0] is rows:
+            return SlotView(pool, view, rows, seq, ok, self.dtype, self.one_step, layout=known[1:])
+        slot = SlotView(pool, view, rows, seq, ok, self.dtype, self.one_step)
+        self.layouts[key] = (rows, slot.idx, slot.mask)
+        return slot
 
     def add_frozen(self, layer: int, rows, keys, values, seq, ok, depth):
         """Store block layer `layer`'s frozen keys/values (B', kv_heads, a, hd) of tokens that exited after
