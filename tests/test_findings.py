@@ -104,8 +104,19 @@ def test_depth_necessity_per_knob():
     assert table["gap"].iloc[2] == pytest.approx(0.6)
     assert list(table["deep_above_chance"]) == [True, True, True]
     assert summarize_necessity(table) == "depth needed at knob 3 (of 1..3)"
+    assert list(table["helps"]) == [False, False, True]
     one = depth_necessity(necessity_frame(shallow[:1], deep[:1]))
-    assert set(one["needed"]) == {"unclear"} and set(one["seeds"]) == {1}
+    assert set(one["needed"]) == {"unclear"} and set(one["seeds"]) == {1} and not one["helps"].any()
+
+
+def test_depth_that_helps_by_less_than_the_needed_gap_is_said():
+    """mano_l6_d6_p0c0's shape: every seed gains 0.05-0.11 from depth at knobs 2 and 3, under MIN_GAP."""
+    shallow = [[1.0, 0.91, 0.76], [1.0, 0.90, 0.77], [1.0, 0.92, 0.75]]
+    deep = [[1.0, 0.96, 0.85], [1.0, 0.96, 0.88], [1.0, 0.97, 0.87]]
+    table = depth_necessity(necessity_frame(shallow, deep))
+    assert list(table["needed"]) == ["no", "no", "no"] and list(table["helps"]) == [False, True, True]
+    assert summarize_necessity(table) == ("depth needed at no knob value (of 1..3); depth helps, by less than 0.15 "
+                                          "or not surely more, at knob 2, 3")
 
 
 def test_depth_baselines_are_the_fixed_depth_model_at_one_and_d_iterations():

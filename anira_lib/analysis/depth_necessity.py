@@ -34,7 +34,8 @@ def depth_necessity(frame: pd.DataFrame, shallow: str = SHALLOW, deep: str = DEE
     The gap deep − shallow is taken per seed (the two runs of a seed share its data stream) and
     summarised by `intervals.seed_interval`. needed: "yes" when the interval lies above 0 and the
     mean gap is at least `min_gap`; "no" when the interval lies below `min_gap`; else "unclear"
-    (always with a single seed). With `chance`, deep_above_chance says whether the deep baseline's
+    (always with a single seed). helps: the interval lies above 0, whatever the gap's size (depth makes
+    a difference that the seeds agree on, if perhaps a smaller one than `min_gap`). With `chance`, deep_above_chance says whether the deep baseline's
     lower accuracy bound over seeds is above it (a gap between two models at chance means nothing).
     by: the columns naming a knob value, e.g. ("algorithm", "size") for CLRS-Text's results; () for a
     frame without a knob (LANO: one row per seed × variant). value / lower_is_better: another measure,
@@ -59,7 +60,7 @@ def depth_necessity(frame: pd.DataFrame, shallow: str = SHALLOW, deep: str = DEE
             needed = "unclear"
         row = {**dict(zip(by, knob)), "seeds": gap.n, f"{shallow} {value}": shallow_acc.mean,
                f"{deep} {value}": deep_acc.mean, "gap": gap.mean, "gap_low": gap.low, "gap_high": gap.high,
-               "gap_sd": gap.sd, "needed": needed}
+               "gap_sd": gap.sd, "needed": needed, "helps": bool(gap.n >= 2 and gap.low > 0)}
         if chance is not None:
             row["deep_above_chance"] = bool(deep_acc.n >= 2 and deep_acc.low > chance)
         rows.append(row)
@@ -67,11 +68,15 @@ def depth_necessity(frame: pd.DataFrame, shallow: str = SHALLOW, deep: str = DEE
 
 
 def summarize_necessity(table: pd.DataFrame) -> str:
-    """One line: at which knob values depth is needed, e.g. 'depth needed at knob 3, 4 (of 1..4)'."""
+    """One line: at which knob values depth is needed, e.g. 'depth needed at knob 3, 4 (of 1..4)', and
+    where it only helps (the gap's interval above 0 without the gap reaching MIN_GAP surely)."""
     keys = [c for c in table.columns[: list(table.columns).index("seeds")]]  # the knob columns
     knobs = [" ".join(map(str, row)) for row in table[keys].itertuples(index=False)]
     needed = [k for k, n in zip(knobs, table["needed"]) if n == "yes"]
+    helps = [k for k, n, h in zip(knobs, table["needed"], table.get("helps", [False] * len(knobs))) if h and n != "yes"]
     span = f"{knobs[0]}..{knobs[-1]}" if knobs else "none"
-    if not needed:
-        return f"depth needed at no knob value (of {span})"
-    return f"depth needed at knob {', '.join(map(str, needed))} (of {span})"
+    line = (f"depth needed at knob {', '.join(map(str, needed))} (of {span})" if needed else
+            f"depth needed at no knob value (of {span})")
+    if helps:  # the gap's interval is above 0 but the gap is under MIN_GAP (or its interval reaches below it)
+        line += f"; depth helps, by less than {MIN_GAP:.2f} or not surely more, at knob {', '.join(map(str, helps))}"
+    return line
