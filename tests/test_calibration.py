@@ -44,3 +44,15 @@ def test_candidate_file_errors(tmp_path):
     assert main([str(good), "nope"]) == 2
     assert main([str(good)]) == 2  # nothing to do
     assert set(load_candidates("configs/studies/calibration.yaml")) >= {"depo_n8_k4_d4"}
+
+
+def test_a_stopped_screen_is_reported_with_its_result_though_it_wrote_no_rows(tmp_path):
+    """Screens stopped before they finished write no rows; their result and settings still belong in the
+    record (depo_n16_m16_k8_d4_c0 and depo_n7_m7_k3_d4_p0c0 were missing from docs/calibration.md)."""
+    stopped = {**TINY, "task": "depo", "result": "stopped: fixed-D stayed at chance"}
+    never = {**TINY, "task": "brevo"}  # no result: not screened yet, not reported
+    (tmp_path / "cal").mkdir()
+    report = write_report({"stopped": stopped, "never": never}, tmp_path / "c.md", tmp_path / "cal").read_text()
+    assert "## depo" in report and "### stopped (stopped: no rows)" in report
+    assert "**Result:** stopped: fixed-D stayed at chance" in report and '"max_depth": 3' in report
+    assert "never" not in report and "## brevo" not in report

@@ -124,10 +124,20 @@ def write_report(candidates: dict, path: str | Path, table_dir: str | Path = TAB
              f"from `{table_dir}/*.csv`. Each candidate trains fixed-1 (one iteration of the recurrent block) and "
              "fixed-D (all D iterations) per seed; `gap` is fixed-D − fixed-1 accuracy, paired by seed, with its "
              "95% t interval over seeds; `needed` is yes when the interval is above 0 and the gap is at least 0.15.", ""]
-    for path_csv in sorted(Path(table_dir).glob("*.csv")):
-        table = read_frame(path_csv)
-        parts += [f"## {path_csv.stem}", ""]
-        for name, rows in table.groupby("candidate", sort=False):
+    tables = {path_csv.stem: read_frame(path_csv) for path_csv in sorted(Path(table_dir).glob("*.csv"))}
+    screened = {name for table in tables.values() for name in set(table["candidate"])}
+    stopped = {}  # candidates with a result but no rows: screens stopped before they finished
+    for name, spec in candidates.items():
+        if name not in screened and spec.get("result"):
+            stopped.setdefault(spec.get("task", "other"), []).append(name)
+    for task in sorted(set(tables) | set(stopped)):
+        table = tables.get(task)
+        parts += [f"## {task}", ""]
+        for name in stopped.get(task, []):
+            spec = candidates[name]
+            parts += [f"### {name} (stopped: no rows)", "", spec.get("note", ""), "", f"**Result:** {spec['result']}", "",
+                      f"settings `{json.dumps(spec.get('settings', {}), sort_keys=True)}`.", ""]
+        for name, rows in (table.groupby("candidate", sort=False) if table is not None else ()):
             spec = candidates.get(name, {})
             parts += [f"### {name}", "", spec.get("note", "(no longer in the candidates file)"), "",
                       *([f"**Result:** {spec['result']}", ""] if spec.get("result") else []),
