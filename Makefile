@@ -51,9 +51,10 @@ clrs-eval: env
 notebooks: env
 	$(PY) -m jupytext --sync notebooks/[0-9][0-9]_*.py
 
-## lab: JupyterLab on the notebooks folder, .ipynb copies paired (jupytext saves both files on every save)
-lab: notebooks
-	$(PY) -m jupyter lab notebooks/
+## lab: JupyterLab on the notebooks folder, one entry per notebook: each .py source opens as a notebook
+## (configs/lab/: jupytext's viewer by default, the paired .ipynb that a save writes kept out of the list)
+lab: env
+	$(PY) -m jupyter lab --config=configs/lab/jupyter_lab_config.json
 
 clean:
 	rm -rf runs .pytest_cache

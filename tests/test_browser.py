@@ -214,3 +214,62 @@ def test_explorer_renders_and_follows_the_slider_in_jupyterlab(browser, lab):
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+@pytest.fixture
+def project_lab(tmp_path):
+    """JupyterLab as `make lab` starts it (configs/lab/jupyter_lab_config.json, from the repository root)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
+    log = open(tmp_path / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--config=configs/lab/jupyter_lab_config.json", "--no-browser",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parent.parent)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            if server.poll() is not None:
+                raise AssertionError(f"JupyterLab exited ({server.returncode}):\n{(tmp_path / 'lab.log').read_text()[-2000:]}")
+            try:
+                return urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).status == 200
+            except OSError:
+                return False
+
+        _wait(up, 90, f"JupyterLab on {base}")
+        yield f"{base}/lab?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_lab_lists_each_notebook_once_and_opens_the_source_as_a_notebook(browser, project_lab):
+    """Issue 30: Lab listed every notebook twice (the .py source and its paired .ipynb) and opened the
+    .py in a text editor. Now one entry per source, and a double click opens it as a notebook."""
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.get(project_lab)
+    sources = sorted(p.name for p in (Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.py"))
+    listed = _wait(lambda: (names := browser.execute_script(
+        "return [...document.querySelectorAll('.jp-DirListing-item')].map(e => e.getAttribute('title') || e.innerText)"
+        ".map(t => t.split('\\n')[0].replace(/^Name: /, ''));")) and len(names) >= len(sources) and names,
+        120, "the file browser to list the notebooks")
+    names = [n for n in listed if n]
+    assert sorted(n for n in names if n.endswith((".py", ".ipynb"))) == sources, names
+    item = _wait(lambda: next((e for e in browser.find_elements(By.CSS_SELECTOR, ".jp-DirListing-item")
+                               if "01_mano.py" in e.text), None), 30, "01_mano.py's entry to render")
+    ActionChains(browser).double_click(item).perform()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell"), 60,
+          "01_mano.py to open as a notebook")
+    assert not browser.find_elements(By.CSS_SELECTOR, ".jp-FileEditor"), "the source opened in the text editor"
+    shot = Path("runs") / "browser" / "lab_file_list.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shot))
