@@ -463,3 +463,15 @@ def test_a_run_from_before_manifests_is_still_overwritten_and_resumed(tmp_path):
     (tmp_path / MANIFEST).write_text("[1, 2]")
     with pytest.raises(RunDirError, match=f"{re.escape(str(tmp_path / MANIFEST))} is damaged"):
         train(config(tmp_path, steps=2), overwrite=True)
+
+
+def test_resume_says_when_the_metrics_before_the_checkpoint_are_gone(tmp_path, capsys):
+    """Issue 31: --resume after metrics.* were deleted wrote only the rows after the checkpoint, without a word."""
+    train(config(tmp_path, steps=2, checkpoint_every=2, log_every=1))
+    (tmp_path / "metrics.jsonl").unlink()
+    (tmp_path / "metrics.csv").unlink()
+    capsys.readouterr()
+    result = train(config(tmp_path, steps=4, checkpoint_every=2, log_every=1), resume=True)
+    said = capsys.readouterr().out
+    assert f"{tmp_path / 'metrics.jsonl'} holds no rows up to the checkpoint's step 2" in said
+    assert "metrics start at step 3" in said and [r["step"] for r in result.metrics] == [3, 4]

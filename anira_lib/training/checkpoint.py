@@ -131,6 +131,10 @@ class Checkpointer:
         metrics = [r for r in read_jsonl(out_dir / "metrics.jsonl") if r["step"] <= start] \
             if (out_dir / "metrics.jsonl").exists() else []
         if rank == 0:
+            if start > 0 and not metrics:  # deleted or emptied by hand: the curve restarts at the checkpoint
+                print(f"{out_dir / 'metrics.jsonl'} holds no rows up to the checkpoint's step {start} (missing or "
+                      f"emptied): they cannot be recomputed, so the run's metrics start at step {start + 1}; "
+                      "--overwrite retrains from step 0 for the whole curve.")
             write_metrics(out_dir, metrics)
         set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
         return start, metrics
