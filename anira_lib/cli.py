@@ -1,31 +1,13 @@
-"""The `anira` command: one entry point for the library's command-line tools.
-
-    anira train --config configs/mano_tiny.yaml decider=online steps=2000
-    anira notebooks list | run 01_mano -p steps=500
-    anira findings configs/studies/findings.yaml
-    anira calibration configs/studies/calibration.yaml NAME --seeds 0,1,2
-    anira evaluate --checkpoints runs/08_training_dynamics/mano/early
-    anira clrs --split eval
-
-Each subcommand is the module's own command line (`python -m anira_lib.training.train` and so on, which keep
-working); its module is imported only when that subcommand runs.
-"""
+"""What every command line of the library shares: its name in usage lines and one-line errors. The
+`anira` launcher itself is the top-level module `anira_cli`, outside this package so that it starts
+without importing torch; `COMMANDS`, `usage` and `main` are its, re-exported here."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from contextlib import contextmanager
 
-# subcommand -> (module, one line for `anira --help`)
-COMMANDS = {
-    "train": ("anira_lib.training.train", "train one run from a YAML config and key=value overrides (resumable)"),
-    "notebooks": ("anira_lib.notebooks", "list the notebooks or run one headlessly with parameters"),
-    "findings": ("anira_lib.studies.findings_run", "the paper's claims as verdicts over seeds (writes docs/findings.md)"),
-    "calibration": ("anira_lib.studies.calibration", "screen candidate defaults as fixed-1 against fixed-D"),
-    "evaluate": ("anira_lib.evaluation.checkpoint_eval", "accuracy and d̄ per knob at every kept checkpoint of a run"),
-    "clrs": ("anira_lib.tasks.clrs", "generate and cache CLRS-Text splits under data/clrs/"),
-}
+from anira_cli import COMMANDS, main, usage  # noqa: F401  (the launcher, re-exported)
 
 
 def program_name(module: str) -> str:
@@ -44,26 +26,6 @@ def one_line_errors(command: str, debug: bool = False, hint: str = " (run with -
         if debug:
             raise
         raise SystemExit(f"{command}: error: {err}{hint}") from None
-
-
-def usage() -> str:
-    width = max(map(len, COMMANDS))
-    rows = "\n".join(f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items())
-    return (f"usage: anira COMMAND [ARGS ...]\n\nToken-level adaptive computation in recurrent Transformers.\n\n"
-            f"commands:\n{rows}\n\n`anira COMMAND --help` shows a command's options.")
-
-
-def main(argv: list[str] | None = None) -> int | None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        raise SystemExit(f"anira: unknown command {name!r}; use one of {', '.join(COMMANDS)} (anira --help).")
-    module = importlib.import_module(COMMANDS[name][0])
-    sys.argv[0] = f"anira {name}"  # argparse names the program after argv[0]
-    return module.main(rest)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,26 @@ def test_help_lists_every_command(capsys):
     assert all(f"  {name} " in out for name in cli.COMMANDS)
 
 
+def test_the_launcher_answers_without_importing_torch_or_the_package():
+    """Issue 30: `anira --help` took 7-21 s, because the launcher lived in anira_lib, whose import loads
+    torch and transformers. The console script is now the top-level anira_cli; a fresh interpreter shows
+    the help and refuses a mistyped command with neither torch nor anira_lib imported."""
+    import subprocess
+
+    code = ("import sys, anira_cli\n"
+            "assert anira_cli.main(['--help']) == 0\n"
+            "try:\n    anira_cli.main(['trian'])\nexcept SystemExit as e:\n    print('refused:', e)\n"
+            "print('heavy:', sorted(m for m in ('torch', 'transformers', 'anira_lib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "usage: anira COMMAND" in out and "refused: anira: unknown command 'trian'" in out
+    assert out.strip().endswith("heavy: []")
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["anira"] == "anira_cli:main" and cli.main is importlib.import_module("anira_cli").main
+
+
 def test_an_unknown_command_is_one_line_naming_the_choices():
     with pytest.raises(SystemExit) as err:
         cli.main(["trian"])
