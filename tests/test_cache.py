@@ -282,3 +282,25 @@ def test_a_step_builds_each_view_once_per_group_and_stays_exact(R, monkeypatch):
     steps = 1 + T - PREFILL  # the prefill and each decoded token
     deepest = [int(depths[:, :PREFILL].max())] + [int(depths[:, t].max()) for t in range(PREFILL, T)]
     assert len(built) == steps + sum(deepest)  # one edge view per step, one block view per iteration run
+
+
+@pytest.mark.parametrize("layers", [dict(recurrent_layers=1), dict(recurrent_layers=2, prelude_layers=2, coda_layers=2)])
+def test_rows_selected_or_cropped_then_continued_stay_exact_in_every_pool_of_a_group(layers):
+    """The pools after a group's first store only keys/values and follow its directory, through
+    select, reorder and crop too: continuing after each equals the full forward of those rows."""
+    model = make_model("online", **layers)
+    ids, mask = left_padded_batch()
+    rows = torch.tensor([2, 0])
+    with torch.no_grad():
+        full = model(input_ids=ids[rows], attention_mask=mask[rows])
+        cache = AllocationCache(model.config)
+        model(input_ids=ids[:, :8], attention_mask=mask[:, :8], past_key_values=cache)
+        cache.batch_select_indices(rows)
+        cache.crop(-1)
+        out = [model(input_ids=ids[rows, t:t + 1], attention_mask=mask[rows, :t + 1], past_key_values=cache).logits
+               for t in range(7, T)]
+    real = mask[rows, 7:].bool()
+    assert (torch.cat(out, 1) - full.logits[:, 7:])[real].abs().max() <= 1e-5
+    followers = [pool for pool in cache.layers if pool.leader is not None]
+    assert len(followers) == (1 if layers["recurrent_layers"] == 1 else 4)  # Coda; 3 of 4 edge pools + 1 block pool
+    assert all(pool.n == pool.leader.n and pool.keys.shape[1:] == pool.leader.keys.shape[1:] for pool in followers)

@@ -84,35 +84,61 @@ class CacheLayout(NamedTuple):
         return ", ".join(diffs) or None
 
 
+def _directory(name: str) -> property:
+    """A field of a pool's directory: the pool's own, or its group leader's (read only there)."""
+    private = "_" + name
+
+    def get(self):
+        return getattr(self if self.leader is None else self.leader, private)
+
+    def set(self, value):
+        if self.leader is not None:
+            raise AttributeError(f"a follower pool's {name} is its leader's; write it there")
+        setattr(self, private, value)
+    return property(get, set)
+
+
 class PackedKVLayer(CacheLayerMixin):
     """A pool of entries shared by all rows, so no row is padded to another's length:
     keys/values (capacity, kv_heads, head_dim); row, seq (sequence index), lo and hi (the range of
     views that list the entry) of shape (capacity,); the first `n` entries are in use.
     For each of `views` views, an int table `index` (views, B, width) lists each row's pool positions
-    in pool order, `counts` (views, B) of them. Prelude and coda slots have one view."""
+    in pool order, `counts` (views, B) of them. Prelude and coda slots have one view.
+
+    row, seq, lo, hi, index and counts are the pool's directory. Pools that always receive the same
+    entries in the same order (a group: the Prelude's and the Coda's; the R block layers') share one:
+    the group's first pool (`leader=None`) keeps it, and each other pool (`leader=` that pool) stores
+    only its own keys/values, at the same positions, and reads the leader's directory."""
 
     is_compileable = False
     is_croppable = True
     is_sliding = False
+    row, seq, lo, hi, index, counts, width, view = map(_directory, ("row", "seq", "lo", "hi", "index", "counts",
+                                                                    "width", "view"))
 
-    def __init__(self, views: int = 1):
+    def __init__(self, views: int = 1, leader: PackedKVLayer | None = None):
         super().__init__()
-        self.views = views
-        self.row = self.seq = self.lo = self.hi = self.index = self.counts = None
+        self.views, self.leader = views, leader
         self.n = 0
-        self.width = 0  # an upper bound of counts.max(), kept on the host so appends need no sync
+        self.moved = None  # the positions the last _rebuild kept (its followers keep the same)
+        if leader is None:
+            self.row = self.seq = self.lo = self.hi = self.index = self.counts = self.view = None
+            self.width = 0  # an upper bound of counts.max(), kept on the host so appends need no sync
 
     def lazy_initialization(self, key_states, value_states):
         B, h, _, hd = key_states.shape
         self.dtype, self.device = key_states.dtype, key_states.device
         self.keys = key_states.new_zeros(0, h, hd)
         self.values = value_states.new_zeros(0, h, hd)
+        self.n = 0
+        self.is_initialized = True
+        if self.leader is not None:
+            return
         self.row, self.seq, self.lo, self.hi = (torch.zeros(0, dtype=torch.long, device=self.device) for _ in range(4))
         self.index = torch.zeros(self.views, B, 0, dtype=torch.long, device=self.device)
         self.counts = torch.zeros(self.views, B, dtype=torch.long, device=self.device)
         self.view = torch.arange(self.views, device=self.device)
-        self.n = self.width = 0
-        self.is_initialized = True
+        self.width = 0
 
     def _ensure_capacity(self, needed: int, width: int):
         cap = self.keys.shape[0]
@@ -120,17 +146,23 @@ class PackedKVLayer(CacheLayerMixin):
             grow = max(needed - cap, cap // GROWTH, MIN_GROWTH)
             self.keys = torch.cat([self.keys, self.keys.new_zeros(grow, *self.keys.shape[1:])])
             self.values = torch.cat([self.values, self.values.new_zeros(grow, *self.values.shape[1:])])
+            if self.leader is not None:
+                return
             self.row, self.seq, self.lo, self.hi = (torch.cat([t, t.new_zeros(grow)])
                                                     for t in (self.row, self.seq, self.lo, self.hi))
-        if width > self.index.shape[2]:
+        if self.leader is None and width > self.index.shape[2]:
             grow = max(width - self.index.shape[2], 64)  # the int tables are small: grow them in steps
             self.index = torch.cat([self.index, self.index.new_zeros(*self.index.shape[:2], grow)], dim=2)
 
     def append(self, rows, keys, values, seq, valid, lo=0, hi=0):
         """Store the valid entries: keys/values (B', h, a, hd); seq, valid (B', a); rows (B',). Each is
         listed in views lo..hi (ints, or (B', a) tensors: one range per entry). They take pool
-        positions n, n+1, ... in row-major order of `valid`, and each view lists them in that order."""
+        positions n, n+1, ... in row-major order of `valid`, and each view lists them in that order.
+        A follower stores keys/values only: its leader's directory lists them already."""
         a = valid.shape[1]
+        if self.leader is not None:
+            self._follow(keys, values, valid)
+            return
         self.width += a
         if a == 1 and bool(valid.all()):  # decoding: one entry per row, no selection needed
             self._append_one_per_row(rows, keys[:, :, 0], values[:, :, 0], seq[:, 0], lo, hi)
@@ -154,6 +186,21 @@ class PackedKVLayer(CacheLayerMixin):
         v, lb, lj = listed.nonzero(as_tuple=True)
         self.index[v, rows[lb], column[v, lb, lj]] = position[lb, lj]
         self.counts[:, rows] = before + listed.sum(-1)
+        self.n = end
+
+    def _follow(self, keys, values, valid):
+        """A follower's append: the same entries its leader listed, at the same positions."""
+        if valid.shape[1] == 1 and bool(valid.all()):
+            k, v = keys[:, :, 0], values[:, :, 0]
+        else:
+            b, j = valid.nonzero(as_tuple=True)
+            k, v = keys.transpose(1, 2)[b, j], values.transpose(1, 2)[b, j]
+        end = self.n + k.shape[0]
+        if end > self.leader.n:
+            raise RuntimeError(f"a follower pool appended past its leader ({end} > {self.leader.n} entries): the "
+                               "pools of a group must receive the same entries in the same order.")
+        self._ensure_capacity(end, 0)
+        self.keys[self.n:end], self.values[self.n:end] = k.to(self.keys.dtype), v.to(self.values.dtype)
         self.n = end
 
     def _append_one_per_row(self, rows, keys, values, seq, lo, hi):
@@ -197,6 +244,7 @@ class PackedKVLayer(CacheLayerMixin):
     def _rebuild(self, positions, new_rows, batch: int):
         """Keep only the entries at `positions` (pool order), owned by `new_rows`; rebuild the views."""
         self.keys, self.values = self.keys[positions], self.values[positions]
+        self.moved = positions
         self.seq, self.lo, self.hi = self.seq[positions], self.lo[positions], self.hi[positions]
         self.row = new_rows
         self.n = positions.numel()
@@ -207,8 +255,19 @@ class PackedKVLayer(CacheLayerMixin):
         width = self.width = int(self.counts.max()) if batch and self.n else 0
         self.index = torch.sort((~listed).to(torch.int8), dim=-1, stable=True).indices[..., :width]
 
+    def _follow_rebuild(self) -> bool:
+        """A follower keeps the entries its leader's last rebuild kept (the leader goes first)."""
+        if self.leader is None or not self.is_initialized:
+            return False
+        positions = self.leader.moved
+        self.keys, self.values, self.n = self.keys[positions], self.values[positions], positions.numel()
+        return True
+
     def select_rows(self, mapping):
-        """New row r holds a copy of old row mapping[r] (reorder, select, repeat)."""
+        """New row r holds a copy of old row mapping[r] (reorder, select, repeat). A follower's leader
+        must have done it first (AllocationCache does the pools in order)."""
+        if self._follow_rebuild():
+            return
         if self.is_initialized:
             mapping = mapping.to(self.device)
             new_row, position = (self.row[: self.n].unsqueeze(0) == mapping.unsqueeze(1)).nonzero(as_tuple=True)
@@ -221,12 +280,16 @@ class PackedKVLayer(CacheLayerMixin):
         self.select_rows(indices)
 
     def batch_repeat_interleave(self, repeats: int):
+        if self._follow_rebuild():
+            return
         if self.is_initialized:
             batch = self.counts.shape[1]
             self.select_rows(torch.arange(batch, device=self.device).repeat_interleave(repeats))
 
     def crop(self, keep_seq: int):
         """Forget the entries of sequence index >= keep_seq."""
+        if self._follow_rebuild():
+            return
         if self.is_initialized:
             keep = (self.seq[: self.n] < keep_seq).nonzero().flatten()
             self._rebuild(keep, self.row[keep], self.counts.shape[1])
@@ -247,8 +310,11 @@ class PackedKVLayer(CacheLayerMixin):
 
     def reset(self):
         self.is_initialized = False
-        self.keys = self.values = self.row = self.seq = self.lo = self.hi = self.index = self.counts = None
-        self.n = self.width = 0
+        self.keys = self.values = self.moved = None
+        self.n = 0
+        if self.leader is None:
+            self.row = self.seq = self.lo = self.hi = self.index = self.counts = None
+            self.width = 0
 
     def bytes_held(self) -> int:
         if not self.is_initialized:
@@ -330,14 +396,18 @@ class CacheStep:
             view = iteration - 1
             if layer == 0:
                 self.block_calls = self.block_calls + (ok.numel() if self.one_step else ok.sum())
-        # The pools of one group hold the same entries in the same places: the Prelude's and the Coda's
-        # (every token, once per step), and the R block layers' (the same tokens per iteration, the same
-        # frozen ones). A view for the same rows, view and pool length is the same indices and mask, so
-        # it is built once per step and group (the Coda reuses the Prelude's; block layer r > 0 layer 0's).
+        # The pools of one group hold the same entries in the same places (one directory, see
+        # PackedKVLayer): the Prelude's and the Coda's (every token, once per step), and the R block
+        # layers' (the same tokens per iteration, the same frozen ones). A view for the same rows, view
+        # and pool length is the same indices and mask, so it is built once per step and group, by the
+        # group's first pool (the Coda reuses the Prelude's; block layer r > 0 layer 0's).
         key = (part == "core", view, pool.n)
         known = self.layouts.get(key)
         if known is not None and known[0] is rows:
             return SlotView(pool, view, rows, seq, ok, self.dtype, self.one_step, layout=known[1:])
+        if pool.leader is not None:  # its directory already lists the leader's entries of this call
+            raise RuntimeError(f"{part} layer {layer} shares its pool's directory with the group's first layer, "
+                               "which must be called first, on the same rows, in each step.")
         slot = SlotView(pool, view, rows, seq, ok, self.dtype, self.one_step)
         self.layouts[key] = (rows, slot.idx, slot.mask)
         return slot
@@ -374,9 +444,11 @@ class AllocationCache(Cache):
     def __init__(self, config):
         self.layout = CacheLayout.of(config)
         P, R, D, C = self.layout[:4]
-        pools = ([PackedKVLayer() for _ in range(P)] + [PackedKVLayer(views=D) for _ in range(R)]
-                 + [PackedKVLayer() for _ in range(C)])
-        super().__init__(layers=pools)
+        edge = [PackedKVLayer()] if P + C else []  # the Prelude's and Coda's pools: one group
+        edge += [PackedKVLayer(leader=edge[0]) for _ in range(P + C - 1)]
+        core = [PackedKVLayer(views=D)]  # the block layers' pools: another
+        core += [PackedKVLayer(views=D, leader=core[0]) for _ in range(R - 1)]
+        super().__init__(layers=edge[:P] + core + edge[P:])
         self.exit_depths: torch.Tensor | None = None
         self.seen = 0
         self.block_calls = 0
