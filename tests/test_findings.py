@@ -64,6 +64,20 @@ def test_comparison_rows_from_hand_built_frames():
     assert single[("o_below_e", "MANO")]["verdict"] == "inconclusive (single seed)"
 
 
+def test_an_adaptive_model_with_one_depth_at_every_knob_is_a_measured_no_rise():
+    """mano_p0c0's ANIRA-E (no Prelude: its decider sees only the answer marker's embedding) spent 5, 3
+    and 5 iterations at every ℓ in its three seeds; that read 'inconclusive (no seeds)', as if nothing
+    had been measured. Now each seed's trend is 0 and the verdict says why."""
+    flat = [[5, 5, 5, 5], [3, 3, 3, 3], [5, 5, 5, 5]]
+    rows = by_claim(comparison_rows(knob_frame({"ANIRA-E": flat, "ANIRA-O": [[1, 2, 3, 4]] * 3}), "MANO"))
+    row = rows[("depth_rises", "MANO, ANIRA-E")]
+    assert (row["value"], row["seeds"]) == (0.0, 3)
+    assert row["verdict"] == "inconclusive (d̄ the same at every knob, in every seed)"
+    partly = [[5, 5, 5, 5], [1, 2, 3, 4], [1, 2, 3, 3]]  # one flat seed among rising ones: a 0 in the interval
+    row = by_claim(comparison_rows(knob_frame({"ANIRA-E": partly}), "MANO"))[("depth_rises", "MANO, ANIRA-E")]
+    assert row["seeds"] == 3 and row["value"] == pytest.approx((0 + 1 + np.mean([1, 1, 1]) * 0.9486832980505138) / 3)
+
+
 def test_o_below_e_needs_equal_accuracy():
     depths = {"ANIRA-E": [[2, 3]] * 3, "ANIRA-O": [[1, 2]] * 3}
     worse = {"ANIRA-E": [[0.9, 0.9]] * 3, "ANIRA-O": [[0.5, 0.6], [0.4, 0.5], [0.5, 0.5]]}

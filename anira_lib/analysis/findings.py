@@ -121,11 +121,23 @@ def _require_columns(frame: pd.DataFrame, columns, what: str) -> None:
 
 
 def depth_trend_by_seed(frame: pd.DataFrame, variant: str) -> pd.Series:
-    """Spearman(knob, d̄) of `variant` per seed (NaN where d̄ is constant over knobs)."""
+    """Spearman(knob, d̄) of `variant` per seed; 0 where d̄ is the same at every knob (an adaptive model
+    that spends one depth on every knob measured no rise, which is a result, not a missing seed)."""
     _require_columns(frame, ["seed", "variant", "knob", "mean_depth"], "depth_trend_by_seed")
     require_variants(frame, [variant], "'d̄ rises with the knob'")
     rows = frame[frame["variant"] == variant]
-    return rows.groupby("seed").apply(lambda g: spearman_or_nan(g["knob"], g["mean_depth"]), include_groups=False)
+
+    def trend(g):
+        if g["knob"].nunique() >= 2 and g["mean_depth"].nunique() == 1:
+            return 0.0
+        return spearman_or_nan(g["knob"], g["mean_depth"])
+    return rows.groupby("seed").apply(trend, include_groups=False)
+
+
+def constant_depth(frame: pd.DataFrame, variant: str) -> bool:
+    """Whether `variant` spent one d̄ on every knob in every seed (its 'rise' is 0 by construction)."""
+    rows = frame[frame["variant"] == variant]
+    return len(rows) > 0 and bool((rows.groupby("seed")["mean_depth"].nunique() == 1).all())
 
 
 def o_below_e_by_seed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -256,8 +268,13 @@ def comparison_rows(frame: pd.DataFrame, scope: str, level: float = 0.95) -> lis
     """The rows a knob comparison (compare_deciders' results.csv) supports: d̄ rises with the knob for
     E and O, and O below E at equal accuracy, each under the frame's depth-necessity condition."""
     condition = necessity_condition(frame)
-    rows = [claim_row("depth_rises", depth_trend_by_seed(frame, v), f"{scope}, {v}", condition, level)
-            for v in (E, O) if v in set(frame["variant"])]
+    rows = []
+    for v in (E, O):
+        if v in set(frame["variant"]):
+            row = claim_row("depth_rises", depth_trend_by_seed(frame, v), f"{scope}, {v}", condition, level)
+            if constant_depth(frame, v):
+                row["verdict"] = "inconclusive (d̄ the same at every knob, in every seed)"
+            rows.append(row)
     if {E, O} <= set(frame["variant"]):
         gaps = o_below_e_by_seed(frame)
         accuracy = seed_interval(gaps["accuracy_gap"], level)
