@@ -195,7 +195,7 @@ def write_report(table: pd.DataFrame, necessity: dict[str, pd.DataFrame], path: 
         "",
         f"Verdict rule: {RULE}. Intervals are Student t over seeds (each seed's statistic averages its own "
         "evaluation examples). The condition column says where depth is needed at all (fixed-D − fixed-1 accuracy, "
-        "paired by seed: needed when the interval is above 0 and the mean gap is at least 0.15).",
+        "paired by seed: needed when the interval is above 0 and the mean gap is at least 0.15; helps when the interval is above 0, whatever the size).",
         "",
         markdown_table(shown[["claim", "scope", "value", "low", "high", "seeds", "verdict", "condition"]]),
         "",
