@@ -195,3 +195,17 @@ def test_depth_necessity_of_a_lower_is_better_measure_without_knobs():
     table = depth_necessity(frame, by=(), value="kl_to_exact_nats", lower_is_better=True, min_gap=0.1)
     assert list(table["knob"]) == ["all"] and table["gap"].iloc[0] == pytest.approx(0.2)
     assert table["needed"].iloc[0] == "yes" and "fixed-1 kl_to_exact_nats" in table
+
+
+def test_allocation_that_never_varies_is_measured_as_no_tracking():
+    """A model that chose one depth for every answer token while their needs differ tracks nothing
+    (0), rather than leaving the seed out; one that follows need tracks it."""
+    from anira_lib.analysis.findings import tracking_by_seed
+
+    D = 4
+    needs = [1, 2, 3, 4, 2, 3]
+    correct = [[i + 1 >= n for i in range(D)] for n in needs]  # right from iteration `need` on
+    rec = lambda exits: {"knob": 1, "example": 0, "answer_positions": list(range(1, 7)),  # noqa: E731
+                         "exit_depths": [1, *exits], "iteration_correct": correct}
+    per_seed = tracking_by_seed({0: [rec([3] * 6)], 1: [rec(needs)], 2: [rec([2, 2, 3, 4, 2, 4])]})
+    assert per_seed[0] == 0.0 and per_seed[1] == pytest.approx(1.0) and 0.5 < per_seed[2] < 1.0

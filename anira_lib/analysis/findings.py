@@ -225,13 +225,15 @@ def need_by_seed(records_by_seed: dict) -> pd.Series:
 
 
 def tracking_by_seed(records_by_seed: dict) -> pd.Series:
-    """{seed: dump records} -> Spearman(chosen, sufficient depth) over every solved answer token, per seed."""
+    """{seed: dump records} -> Spearman(chosen, sufficient depth) over every solved answer token, per seed;
+    0 where the model chose one depth for every token while their needs differ (no tracking, measured)."""
     from ..evaluation.sufficient_depth import token_table
 
     out = {}
     for seed, records in records_by_seed.items():
         t = token_table(records).dropna(subset=["sufficient_depth"])
-        out[seed] = spearman_or_nan(t["exit_depth"], t["sufficient_depth"])
+        one_depth = len(t) >= 2 and t["exit_depth"].nunique() == 1 and t["sufficient_depth"].nunique() > 1
+        out[seed] = 0.0 if one_depth else spearman_or_nan(t["exit_depth"], t["sufficient_depth"])
     return pd.Series(out, dtype=float)
 
 
