@@ -15,6 +15,8 @@ PLAN = {"seeds": [0, 1], "studies": {
              "dynamics": True, "settings": {**TINY, "task_args": {"max_ops": 3, "modulus": 2}}},
     "mano_extrapolation": {"kind": "extrapolation", "task": "mano", "train_max": 2, "eval_max": 3,
                            "eval_per_knob": 8, "settings": {**TINY, "task_args": {"modulus": 2}}},
+    "depo_long": {"kind": "knobs", "task": "depo", "knobs": [1, 2], "optional": True,  # run only when named
+                  "settings": {**TINY, "task_args": {"max_nodes": 5, "max_k": 2}}},
 }}
 
 
@@ -38,7 +40,7 @@ def test_tiny_findings_plan_end_to_end(tmp_path):
     assert rows["seeds"] == 2 and rows["condition"].startswith("depth needed at")
     assert set(table["verdict"]) <= {"holds", "reversed", "inconclusive", "inconclusive (single seed)",
                                      "inconclusive (no seeds)", "inconclusive (accuracies not shown equal)",
-                                     "not measured"}
+                                     "inconclusive (d̄ the same at every knob, in every seed)", "not measured"}
     frame = pd.read_csv(tmp_path / "runs" / "mano" / "results.csv")
     assert set(frame["variant"]) == {"ANIRA-E", "ANIRA-O", "fixed-1", "fixed-D"} and set(frame["seed"]) == {0, 1}
     assert set(frame[frame["variant"] == "fixed-1"]["mean_depth"]) == {1.0}
@@ -46,6 +48,7 @@ def test_tiny_findings_plan_end_to_end(tmp_path):
     report = (tmp_path / "docs" / "findings.md").read_text()
     assert "| claim | scope | value | low | high | seeds | verdict | condition |" in report
     assert "## Is depth needed? mano" in report and "![findings_mano](figures/findings_mano.png)" in report
+    assert not (tmp_path / "runs" / "depo_long").exists() and "leaves out the plan's studies depo_long" in report
     text = readme.read_text()
     assert "\nold\n" not in text and text.endswith("<!-- /findings -->\nafter\n") and "| claim | scope | value | seeds | verdict | condition |" in text
     assert "[docs/findings.md](docs/findings.md)" in text
