@@ -460,9 +460,11 @@ def test_a_run_from_before_manifests_is_still_overwritten_and_resumed(tmp_path):
     train(config(tmp_path, steps=2, seed=1), overwrite=True)
     assert json.loads((tmp_path / MANIFEST).read_text())["files"] == [
         "train_config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.csv", "model", "checkpoints", "tensorboard"]
-    (tmp_path / MANIFEST).write_text("[1, 2]")
-    with pytest.raises(RunDirError, match=f"{re.escape(str(tmp_path / MANIFEST))} is damaged"):
-        train(config(tmp_path, steps=2), overwrite=True)
+    for damaged in ("[1, 2]", '{"files": ["../elsewhere"]}', '{"files": [".lock"]}', '{"files": ["a/b"]}'):
+        (tmp_path / MANIFEST).write_text(damaged)
+        with pytest.raises(RunDirError, match=f"{re.escape(str(tmp_path / MANIFEST))} is damaged"):
+            train(config(tmp_path, steps=2), overwrite=True)
+    assert (tmp_path / "model").is_dir()  # nothing was deleted on the damaged manifest's word
 
 
 def test_resume_says_when_the_metrics_before_the_checkpoint_are_gone(tmp_path, capsys):

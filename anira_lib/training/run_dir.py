@@ -106,8 +106,8 @@ def manifest(out_dir: str | os.PathLike) -> list[str] | None:
     try:
         files = json.loads(path.read_text())["files"]
         if not (isinstance(files, list) and all(isinstance(f, str) and f and "/" not in f and f not in
-                                                ("..", ".") for f in files)):
-            raise ValueError
+                                                ("..", ".", LOCK_NAME, MANIFEST) for f in files)):
+            raise ValueError  # a name outside the folder, or the lock or manifest themselves
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise RunDirError(f"{path} is damaged (not a list of the run's files); delete the run's files and it "
                           "by hand, or choose another out_dir.") from None
