@@ -6,6 +6,7 @@ under the strip, and a click on a token's button selects that token in both. Scr
 Skipped where chromium or chromedriver is missing, unless ANIRA_BROWSER_TEST=required (.ci/run
 installs both and sets it, so CI cannot skip it)."""
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -65,6 +66,43 @@ def _wait(predicate, timeout: float, what: str, poll: float = 0.25, last=None):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
 
 
+@contextlib.contextmanager
+def _jupyterlab(tmp_path, *flags, env=None, cwd=None):
+    """A JupyterLab server on 127.0.0.1 with a token and `flags`, its state under tmp_path, stopped on
+    exit. Yields (base url, token)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), **(env or {})}
+    log_path = tmp_path / "lab.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", *flags, "--no-browser", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly", "--allow-root"],  # CI runs as root; nothing asks PyPI
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            if server.poll() is not None:
+                raise AssertionError(f"JupyterLab exited ({server.returncode}):\n{log_path.read_text()[-2000:]}")
+            try:
+                return urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).status == 200
+            except OSError:
+                return False
+
+        _wait(up, 90, f"JupyterLab on {base} (log: {log_path})")
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 with a token, rooted at a folder holding notebook 14 set to
@@ -82,37 +120,9 @@ def lab(tmp_path):
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news popup
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"), "ANIRA_PROGRESS": "off"}
-    log = open(tmp_path / "lab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly", "--allow-root"],  # CI runs as root; nothing asks PyPI
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        def up():
-            if server.poll() is not None:
-                raise AssertionError(f"JupyterLab exited ({server.returncode}):\n{(tmp_path / 'lab.log').read_text()[-2000:]}")
-            try:
-                return urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).status == 200
-            except OSError:
-                return False
-
-        _wait(up, 90, f"JupyterLab on {base} (log: {tmp_path / 'lab.log'})")
+    with _jupyterlab(tmp_path, f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+                     env={"ANIRA_PROGRESS": "off"}) as (base, token):
         yield f"{base}/lab/tree/14_explorer.ipynb?token={token}", tmp_path
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture
@@ -219,35 +229,9 @@ def test_explorer_renders_and_follows_the_slider_in_jupyterlab(browser, lab):
 @pytest.fixture
 def project_lab(tmp_path):
     """JupyterLab as `make lab` starts it (configs/lab/jupyter_lab_config.json, from the repository root)."""
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
-    log = open(tmp_path / "lab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--config=configs/lab/jupyter_lab_config.json", "--no-browser",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parent.parent)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        def up():
-            if server.poll() is not None:
-                raise AssertionError(f"JupyterLab exited ({server.returncode}):\n{(tmp_path / 'lab.log').read_text()[-2000:]}")
-            try:
-                return urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).status == 200
-            except OSError:
-                return False
-
-        _wait(up, 90, f"JupyterLab on {base}")
+    with _jupyterlab(tmp_path, "--config=configs/lab/jupyter_lab_config.json",
+                     cwd=Path(__file__).parent.parent) as (base, token):
         yield f"{base}/lab?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_lab_lists_each_notebook_once_and_opens_the_source_as_a_notebook(browser, project_lab):
